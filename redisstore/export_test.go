@@ -1,0 +1,4 @@
+package redisstore
+
+// DecodeEntry is decodeEntry for the external tests.
+var DecodeEntry = decodeEntry

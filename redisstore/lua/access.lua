@@ -1,0 +1,16 @@
+-- KEYS: session
+-- ARGV[5..]: sid th owner ip ua path csrf
+local sid, ip, ua, path, csrf = ARGV[5], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+local h = load(KEYS[1])
+if not h then return {'session_not_found'} end
+local code = check(KEYS[1], sid, h, ARGV[6], ARGV[7], ip, ua, path)
+if code then return {code} end
+if csrf ~= '' and not ct_eq(h.csrf, csrf) then
+  emit('session.rejected', sid, h, ip, ua, 'csrf_mismatch', '', path)
+  return {'csrf_mismatch'}
+end
+h.la, h.ip, h.ua = NOW, ip, ua
+redis.call('HSET', KEYS[1], 'la', NOW, 'ip', ip, 'ua', ua)
+redis.call('ZADD', DUE, 'XX', due(h), sid)
+emit('session.accessed', sid, h, ip, ua, '', '', path)
+return reply(h)

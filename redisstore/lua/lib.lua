@@ -1,0 +1,116 @@
+-- Shared prelude of every sessionmon script. Every script gets, after its
+-- own arguments are known:
+--   ARGV[1] base    key prefix of the partition, "sm:{07}:"; every key a
+--                   script touches starts with it, so all of them hash to
+--                   one Redis Cluster slot
+--   ARGV[2] now     milliseconds since the epoch, the service's clock
+--   ARGV[3] evid    event ID of the operation; further events add "-N"
+--   ARGV[4] actor   API key name of the caller
+-- Session hash fields: uid app th (SHA-256 of the token secret) pth (hashes
+-- of previous secrets) csrf st (state) why (end reason) ca la ea (created,
+-- last seen, absolute expiry, ms) it (idle timeout, ms) ip ua (last seen)
+-- at (attributes, JSON) ena (ended at, ms).
+local BASE = ARGV[1]
+local NOW = tonumber(ARGV[2])
+local EVID = ARGV[3]
+local ACTOR = ARGV[4]
+local DUE = BASE .. 'x'
+local OUTBOX = BASE .. 'o'
+
+local evn = 0
+-- emit appends one event to the partition's outbox, in the same atomic step
+-- as the change it records.
+local function emit(typ, sid, h, ip, ua, reason, rule, path, prev)
+  local id = EVID
+  if evn > 0 then id = EVID .. '-' .. evn end
+  evn = evn + 1
+  local a = {'id', id, 'ty', typ, 't', NOW, 'sid', sid, 'uid', h.uid, 'ac', ACTOR}
+  local function put(k, v) if v and v ~= '' then a[#a + 1] = k; a[#a + 1] = v end end
+  put('app', h.app); put('ip', ip); put('ua', ua); put('rs', reason)
+  put('ru', rule); put('pa', path); put('pv', prev)
+  redis.call('XADD', OUTBOX, '*', unpack(a))
+end
+
+-- ct_eq compares two strings in time that depends only on their length.
+local function ct_eq(a, b)
+  if not a or not b or #a ~= #b then return false end
+  local d = 0
+  local x, y = {string.byte(a, 1, -1)}, {string.byte(b, 1, -1)}
+  for i = 1, #x do d = bit.bor(d, bit.bxor(x[i], y[i])) end
+  return d == 0
+end
+
+-- in_prev reports whether th is one of the previous secret hashes (32 bytes
+-- each), comparing every one in constant time.
+local function in_prev(pth, th)
+  local found = false
+  if not pth then return false end
+  for i = 1, #pth, 32 do
+    if ct_eq(string.sub(pth, i, i + 31), th) then found = true end
+  end
+  return found
+end
+
+local FIELDS = {'uid', 'app', 'th', 'pth', 'csrf', 'st', 'ca', 'la', 'ea', 'it', 'ip', 'ua', 'at'}
+local function load(skey)
+  local v = redis.call('HMGET', skey, unpack(FIELDS))
+  if not v[1] then return nil end
+  return {uid = v[1], app = v[2] or '', th = v[3], pth = v[4] or '', csrf = v[5] or '',
+    st = v[6], ca = tonumber(v[7]), la = tonumber(v[8]), ea = tonumber(v[9]),
+    it = tonumber(v[10]), ip = v[11] or '', ua = v[12] or '', at = v[13] or ''}
+end
+
+local function live(st) return st == 'active' or st == 'reauth_required' end
+local function due(h) return math.min(h.la + h.it, h.ea) end
+local function timeout_reason(h)
+  if NOW >= h.ea then return 'absolute_timeout' end
+  return 'idle_timeout'
+end
+
+local END_EVENT = {expired = 'session.expired', terminated = 'session.terminated',
+  revoked = 'session.revoked', evicted = 'session.evicted', replaced = 'session.replaced'}
+
+-- end_session moves a live session to a final state and records it.
+local function end_session(skey, sid, h, st, reason, rule)
+  redis.call('HSET', skey, 'st', st, 'why', reason, 'ena', NOW)
+  redis.call('ZREM', BASE .. 'u:' .. h.uid, sid)
+  redis.call('ZREM', DUE, sid)
+  h.st = st
+  emit(END_EVENT[st], sid, h, h.ip, h.ua, reason, rule)
+end
+
+-- expire_if_due ends a live session whose idle or absolute timeout passed.
+local function expire_if_due(skey, sid, h)
+  if live(h.st) and NOW >= due(h) then
+    end_session(skey, sid, h, 'expired', timeout_reason(h))
+    return true
+  end
+  return false
+end
+
+local DEAD_CODE = {expired = 'session_expired', reauth_required = 'reauth_required'}
+
+-- check authenticates a token against a loaded session and returns nil when
+-- the session may be used, or the error code. Reuse of a dead or rotated
+-- token is recorded as session.rejected: replay after logout is a theft
+-- signal.
+local function check(skey, sid, h, th, owner, ip, ua, path)
+  if not ct_eq(h.th, th) then
+    if in_prev(h.pth, th) then
+      emit('session.rejected', sid, h, ip, ua, 'rotated_token', '', path)
+      return 'session_revoked'
+    end
+    emit('session.rejected', sid, h, ip, ua, 'invalid_secret', '', path)
+    return 'session_not_found'
+  end
+  if owner ~= '' and h.app ~= owner then return 'forbidden' end
+  expire_if_due(skey, sid, h)
+  if h.st == 'active' then return nil end
+  emit('session.rejected', sid, h, ip, ua, h.st, '', path)
+  return DEAD_CODE[h.st] or 'session_revoked'
+end
+
+-- reply is the session as returned to Go.
+local function reply(h)
+  return {'ok', h.uid, h.app, h.ip, h.ua, h.ca, h.la, h.ea, h.it, h.st, h.at, h.csrf}
+end

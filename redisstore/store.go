@@ -1,0 +1,389 @@
+// Package redisstore is the Redis adapter of the session store: sessions,
+// per-user indexes, expiry schedule and the transactional outbox of events,
+// each change made atomically by one Lua script.
+//
+// Keys (every key of a partition shares the hash tag {NN}, so a script's
+// keys live in one Redis Cluster slot):
+//
+//	<prefix>:{NN}:s:<session id>  hash    the session (token stored as SHA-256)
+//	<prefix>:{NN}:u:<user id>     zset    live sessions of a user by creation
+//	<prefix>:{NN}:x               zset    live sessions by due time (sweeper)
+//	<prefix>:{NN}:o               stream  the outbox, relayed to JetStream
+//	<prefix>:{NN}:lease           string  which instance relays the partition
+//
+// NN is the two-digit partition of the user (events.PartitionOf), which is
+// also the first two characters of every session ID. Scripts build the keys
+// of other sessions of the same partition from the shared prefix; they are
+// in the same slot as the declared keys.
+package redisstore
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sessionmon/sessionmon/events"
+	"github.com/sessionmon/sessionmon/sessions"
+)
+
+var (
+	//go:embed lua/lib.lua
+	libLua string
+	//go:embed lua/create.lua
+	createLua string
+	//go:embed lua/access.lua
+	accessLua string
+	//go:embed lua/rotate.lua
+	rotateLua string
+	//go:embed lua/end.lua
+	endLua string
+	//go:embed lua/end_user.lua
+	endUserLua string
+	//go:embed lua/reauth.lua
+	reauthLua string
+	//go:embed lua/list.lua
+	listLua string
+	//go:embed lua/sweep.lua
+	sweepLua string
+)
+
+func script(src string) *redis.Script { return redis.NewScript(libLua + "\n" + src) }
+
+var (
+	createScript  = script(createLua)
+	accessScript  = script(accessLua)
+	rotateScript  = script(rotateLua)
+	endScript     = script(endLua)
+	endUserScript = script(endUserLua)
+	reauthScript  = script(reauthLua)
+	listScript    = script(listLua)
+	sweepScript   = script(sweepLua)
+)
+
+// DefaultPrefix is the default key prefix.
+const DefaultPrefix = "sm"
+
+// DefaultTombstone is how long a dead session is kept after its absolute
+// expiry. Until its key is gone the sweeper can still end it, and a dead
+// token answers session_revoked or session_expired.
+const DefaultTombstone = 24 * time.Hour
+
+// Store is the Redis session store. It implements sessions.Store.
+type Store struct {
+	rdb       redis.UniversalClient
+	prefix    string
+	tombstone time.Duration
+}
+
+var _ sessions.Store = (*Store)(nil)
+
+// Options configure a Store.
+type Options struct {
+	// Prefix of every key; DefaultPrefix when empty. It must not contain
+	// '{' or '}', which would break the hash tags.
+	Prefix string
+	// Tombstone is DefaultTombstone when zero.
+	Tombstone time.Duration
+}
+
+// New returns a store over rdb.
+func New(rdb redis.UniversalClient, o Options) (*Store, error) {
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	if strings.ContainsAny(o.Prefix, "{}") {
+		return nil, fmt.Errorf("redis key prefix %q: must not contain '{' or '}'", o.Prefix)
+	}
+	if o.Tombstone <= 0 {
+		o.Tombstone = DefaultTombstone
+	}
+	return &Store{rdb: rdb, prefix: o.Prefix, tombstone: o.Tombstone}, nil
+}
+
+func (s *Store) base(partition int) string { return fmt.Sprintf("%s:{%02d}:", s.prefix, partition) }
+
+func (s *Store) sessionKey(sid string) (base, key string) {
+	p, _ := sessions.PartitionOfSessionID(sid)
+	base = s.base(p)
+	return base, base + "s:" + sid
+}
+
+func (s *Store) userKey(uid string) (base, key string) {
+	base = s.base(events.PartitionOf(uid))
+	return base, base + "u:" + uid
+}
+
+// OutboxKey returns the outbox stream key of a partition.
+func (s *Store) OutboxKey(partition int) string { return s.base(partition) + "o" }
+
+// DueKey returns the key of a partition's expiry schedule.
+func (s *Store) DueKey(partition int) string { return s.base(partition) + "x" }
+
+func (s *Store) leaseKey(partition int) string { return s.base(partition) + "lease" }
+
+func common(base string, op sessions.Op) []any {
+	return []any{base, op.Now.UnixMilli(), op.EventID, op.Actor}
+}
+
+// Create implements sessions.Store.
+func (s *Store) Create(ctx context.Context, n sessions.NewSession) ([]string, error) {
+	ss := n.Session
+	base, skey := s.sessionKey(ss.ID)
+	_, ukey := s.userKey(ss.UserID)
+	attrs := ""
+	if len(ss.Attributes) > 0 {
+		b, err := json.Marshal(ss.Attributes)
+		if err != nil {
+			return nil, fmt.Errorf("encode attributes: %w", err)
+		}
+		attrs = string(b)
+	}
+	args := append(common(base, n.Op),
+		ss.ID, ss.UserID, ss.App, n.SecretHash[:], ss.CSRFToken, ss.IP, ss.UserAgent, attrs,
+		n.Policy.IdleTimeout.Milliseconds(), ss.ExpiresAt.UnixMilli(),
+		ss.ExpiresAt.Add(s.tombstone).UnixMilli(), n.Policy.MaxSessions, string(n.Policy.LimitMode), n.Replaced)
+	res, err := s.run(ctx, "create", createScript, []string{skey, ukey, base + "x", base + "o"}, args)
+	if err != nil {
+		return nil, err
+	}
+	evicted := make([]string, 0, len(res)-1)
+	for _, v := range res[1:] {
+		evicted = append(evicted, str(v))
+	}
+	return evicted, nil
+}
+
+// Access implements sessions.Store.
+func (s *Store) Access(ctx context.Context, a sessions.Access) (*sessions.Session, error) {
+	base, skey := s.sessionKey(a.SessionID)
+	args := append(common(base, a.Op), a.SessionID, a.SecretHash[:], a.Owner, a.IP, a.UserAgent, a.Path, a.CSRFToken)
+	res, err := s.run(ctx, "access", accessScript, []string{skey}, args)
+	if err != nil {
+		return nil, err
+	}
+	return parseReply(a.SessionID, res)
+}
+
+// Rotate implements sessions.Store.
+func (s *Store) Rotate(ctx context.Context, r sessions.Rotation) (*sessions.Session, error) {
+	base, skey := s.sessionKey(r.SessionID)
+	args := append(common(base, r.Op), r.SessionID, r.SecretHash[:], r.Owner, r.IP, r.UserAgent, r.Path, r.CSRFToken,
+		r.NewSecretHash[:], r.NewCSRFToken)
+	res, err := s.run(ctx, "rotate", rotateScript, []string{skey}, args)
+	if err != nil {
+		return nil, err
+	}
+	return parseReply(r.SessionID, res)
+}
+
+// End implements sessions.Store.
+func (s *Store) End(ctx context.Context, e sessions.End) error {
+	base, skey := s.sessionKey(e.SessionID)
+	var th []byte
+	if e.SecretHash != nil {
+		th = e.SecretHash[:]
+	}
+	args := append(common(base, e.Op), e.SessionID, th, e.Owner, e.UserID, string(e.As), e.Reason, e.Rule)
+	_, err := s.run(ctx, "end", endScript, []string{skey}, args)
+	return err
+}
+
+// EndUser implements sessions.Store.
+func (s *Store) EndUser(ctx context.Context, e sessions.EndUser) (int, error) {
+	base, ukey := s.userKey(e.UserID)
+	args := append(common(base, e.Op), e.UserID, e.Owner, e.Except, string(e.As), e.Reason)
+	res, err := s.run(ctx, "end_user", endUserScript, []string{ukey}, args)
+	if err != nil {
+		return 0, err
+	}
+	return int(num(res[1])), nil
+}
+
+// Reauth implements sessions.Store.
+func (s *Store) Reauth(ctx context.Context, m sessions.Mark) error {
+	base, skey := s.sessionKey(m.SessionID)
+	args := append(common(base, m.Op), m.SessionID, m.Reason, m.Rule)
+	_, err := s.run(ctx, "reauth", reauthScript, []string{skey}, args)
+	return err
+}
+
+// List implements sessions.Store.
+func (s *Store) List(ctx context.Context, userID, owner string, now time.Time) ([]sessions.Session, error) {
+	base, ukey := s.userKey(userID)
+	args := append(common(base, sessions.Op{Now: now}), owner)
+	res, err := s.run(ctx, "list", listScript, []string{ukey}, args)
+	if err != nil {
+		return nil, err
+	}
+	const width = 11
+	out := make([]sessions.Session, 0, (len(res)-1)/width)
+	for i := 1; i+width <= len(res); i += width {
+		ss, err := parseFields(str(res[i]), res[i+1:i+width])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *ss)
+	}
+	return out, nil
+}
+
+// Append implements sessions.Store: one XADD to the user's outbox.
+func (s *Store) Append(ctx context.Context, e events.Event) error {
+	vals := []any{"id", e.ID, "ty", string(e.Type), "t", e.Time.UnixMilli(), "uid", e.Data.UserID, "ac", e.Data.Actor}
+	put := func(k, v string) {
+		if v != "" {
+			vals = append(vals, k, v)
+		}
+	}
+	put("sid", e.Data.SessionID)
+	put("app", e.Data.App)
+	put("ip", e.Data.IP)
+	put("ua", e.Data.UserAgent)
+	put("rs", e.Data.Reason)
+	err := s.rdb.XAdd(ctx, &redis.XAddArgs{Stream: s.OutboxKey(events.PartitionOf(e.Data.UserID)), Values: vals}).Err()
+	if err != nil {
+		return storeErr("append", err)
+	}
+	return nil
+}
+
+// Ping implements sessions.Store.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return storeErr("ping", err)
+	}
+	return nil
+}
+
+// Sweep ends the sessions of a partition whose timeout passed by now, in
+// batches of limit, and returns how many it ended.
+func (s *Store) Sweep(ctx context.Context, partition int, now time.Time, limit int) (int, error) {
+	base := s.base(partition)
+	total := 0
+	for {
+		op := sessions.Op{Now: now, EventID: events.NewID(), Actor: "sweeper"}
+		res, err := s.run(ctx, "sweep", sweepScript, []string{base + "x"}, append(common(base, op), limit))
+		if err != nil {
+			return total, err
+		}
+		total += int(num(res[2]))
+		if int(num(res[1])) < limit {
+			return total, nil
+		}
+	}
+}
+
+// run evaluates a script and maps its status reply to a sessions error.
+func (s *Store) run(ctx context.Context, op string, sc *redis.Script, keys []string, args []any) ([]any, error) {
+	v, err := sc.Run(ctx, s.rdb, keys, args...).Slice()
+	if err != nil {
+		return nil, storeErr(op, err)
+	}
+	if len(v) == 0 {
+		return nil, fmt.Errorf("redis %s: empty reply", op)
+	}
+	switch code := str(v[0]); code {
+	case "ok":
+		return v, nil
+	case "conflict":
+		return nil, fmt.Errorf("redis %s: session ID collision", op)
+	default:
+		if e := codeErr(code); e != nil {
+			return nil, e
+		}
+		return nil, fmt.Errorf("redis %s: unexpected reply %q", op, code)
+	}
+}
+
+func codeErr(code string) error {
+	for _, e := range []*sessions.Error{sessions.ErrNotFound, sessions.ErrExpired, sessions.ErrRevoked,
+		sessions.ErrReauth, sessions.ErrCSRF, sessions.ErrForbidden, sessions.ErrLimit} {
+		if string(e.Code) == code {
+			return e
+		}
+	}
+	return nil
+}
+
+// storeErr classifies a Redis failure. The store being unreachable, busy
+// or read-only is unavailable: the service fails closed with 503. An error
+// reply from a script is a bug and stays internal.
+func storeErr(op string, err error) error {
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("redis %s: %w", op, err)
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) && !errors.Is(err, redis.ErrClosed) {
+		msg := rerr.Error()
+		for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "OOM", "MOVED", "ASK"} {
+			if strings.HasPrefix(msg, p) {
+				return sessions.Unavailable("redis "+op, err)
+			}
+		}
+		return fmt.Errorf("redis %s: %w", op, err)
+	}
+	// Timeouts, refused or reset connections, an exhausted pool.
+	return sessions.Unavailable("redis "+op, err)
+}
+
+func parseReply(sid string, v []any) (*sessions.Session, error) {
+	// {'ok', uid, app, ip, ua, ca, la, ea, it, st, at, csrf}
+	if len(v) != 12 {
+		return nil, fmt.Errorf("redis: session reply has %d values", len(v))
+	}
+	ss, err := parseFields(sid, v[1:11])
+	if err != nil {
+		return nil, err
+	}
+	ss.CSRFToken = str(v[11])
+	return ss, nil
+}
+
+// parseFields decodes uid app ip ua ca la ea it st at.
+func parseFields(sid string, v []any) (*sessions.Session, error) {
+	la := time.UnixMilli(num(v[5])).UTC()
+	ea := time.UnixMilli(num(v[6])).UTC()
+	idle := la.Add(time.Duration(num(v[7])) * time.Millisecond)
+	if idle.After(ea) {
+		idle = ea
+	}
+	ss := &sessions.Session{
+		ID: sid, UserID: str(v[0]), App: str(v[1]), IP: str(v[2]), UserAgent: str(v[3]),
+		CreatedAt: time.UnixMilli(num(v[4])).UTC(), LastSeenAt: la, ExpiresAt: ea, IdleExpiresAt: idle,
+		State: sessions.State(str(v[8])),
+	}
+	if at := str(v[9]); at != "" {
+		if err := json.Unmarshal([]byte(at), &ss.Attributes); err != nil {
+			return nil, fmt.Errorf("redis: session %s attributes: %w", sid, err)
+		}
+	}
+	return ss, nil
+}
+
+func str(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case int64:
+		return strconv.FormatInt(x, 10)
+	}
+	return ""
+}
+
+func num(v any) int64 {
+	switch x := v.(type) {
+	case int64:
+		return x
+	case string:
+		n, _ := strconv.ParseInt(x, 10, 64)
+		return n
+	}
+	return 0
+}

@@ -1,0 +1,163 @@
+package redisstore_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sessionmon/sessionmon/events"
+	"github.com/sessionmon/sessionmon/internal/testenv"
+	"github.com/sessionmon/sessionmon/redisstore"
+	"github.com/sessionmon/sessionmon/sessions"
+	"github.com/sessionmon/sessionmon/sessions/sessionstest"
+)
+
+func newStore(t *testing.T) (*redisstore.Store, *redis.Client, string) {
+	rdb := testenv.Redis(t)
+	prefix := testenv.Prefix(t, rdb)
+	st, err := redisstore.New(rdb, redisstore.Options{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, rdb, prefix
+}
+
+// outbox reads every event still in the store's outbox.
+func outbox(t *testing.T, st *redisstore.Store, rdb *redis.Client) []events.Event {
+	t.Helper()
+	var out []events.Event
+	for p := range events.Partitions {
+		msgs, err := rdb.XRange(context.Background(), st.OutboxKey(p), "-", "+").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs {
+			e, err := redisstore.DecodeEntry(m.Values)
+			if err != nil {
+				t.Fatalf("outbox entry %s: %v", m.ID, err)
+			}
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func TestContract(t *testing.T) {
+	sessionstest.Run(t, func(t *testing.T) sessionstest.Harness {
+		st, rdb, _ := newStore(t)
+		return sessionstest.Harness{
+			Store:  st,
+			Events: func(t *testing.T) []events.Event { return outbox(t, st, rdb) },
+			Sweep: func(ctx context.Context, now time.Time) (int, error) {
+				total := 0
+				for p := range events.Partitions {
+					n, err := st.Sweep(ctx, p, now, 3)
+					if err != nil {
+						return total, err
+					}
+					total += n
+				}
+				return total, nil
+			},
+		}
+	})
+}
+
+// A dump of Redis must yield no usable token: neither the token nor its
+// secret appear in any key or value.
+func TestDumpHoldsNoToken(t *testing.T) {
+	st, rdb, prefix := newStore(t)
+	svc, err := sessions.NewService(st, sessions.DefaultPolicy(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	caller := sessions.Caller{Name: "shop"}
+	var toks []sessions.Token
+	for range 3 {
+		is, err := svc.Create(ctx, caller, sessions.CreateRequest{UserID: "alice", IP: "192.0.2.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		re, err := svc.Regenerate(ctx, caller, sessions.AccessRequest{Token: is.Token, IP: "192.0.2.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		toks = append(toks, is.Token, re.Token)
+	}
+	keys, err := rdb.Keys(ctx, prefix+":*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) == 0 {
+		t.Fatal("no keys written")
+	}
+	var dump bytes.Buffer
+	for _, k := range keys {
+		dump.WriteString(k)
+		v, err := rdb.Dump(ctx, k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dump.WriteString(v)
+		// DUMP may compress; read the values as well.
+		switch rdb.Type(ctx, k).Val() {
+		case "hash":
+			for f, v := range rdb.HGetAll(ctx, k).Val() {
+				dump.WriteString(f + v)
+			}
+		case "stream":
+			for _, m := range rdb.XRange(ctx, k, "-", "+").Val() {
+				for f, v := range m.Values {
+					dump.WriteString(f)
+					dump.WriteString(v.(string))
+				}
+			}
+		}
+	}
+	for _, tok := range toks {
+		secret := tok.Reveal()[strings.IndexByte(tok.Reveal(), '.')+1:]
+		if bytes.Contains(dump.Bytes(), []byte(secret)) {
+			t.Fatal("a token secret is stored in Redis")
+		}
+	}
+}
+
+// The store fails closed: with Redis unreachable every operation is
+// unavailable, never a valid session.
+func TestRedisDownIsUnavailable(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
+	defer rdb.Close()
+	st, err := redisstore.New(rdb, redisstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := sessions.NewService(st, sessions.DefaultPolicy(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	caller := sessions.Caller{Name: "shop"}
+	tok := sessions.Token("00AAAAAAAAAAAAAAAAAAAAAA." + strings.Repeat("A", 43))
+	_, err1 := svc.Create(ctx, caller, sessions.CreateRequest{UserID: "alice", IP: "192.0.2.1"})
+	_, err2 := svc.Validate(ctx, caller, sessions.AccessRequest{Token: tok, IP: "192.0.2.1"})
+	err3 := svc.Logout(ctx, caller, tok)
+	_, err4 := svc.ListUser(ctx, caller, "alice")
+	err5 := svc.RecordAuthEvent(ctx, caller, sessions.AuthEvent{Type: events.AuthLoginFailed, UserID: "a", IP: "192.0.2.1"})
+	for i, err := range []error{err1, err2, err3, err4, err5, st.Ping(ctx)} {
+		if !errors.Is(err, sessions.ErrUnavailable) {
+			t.Errorf("op %d: got %v, want unavailable", i, err)
+		}
+	}
+}
+
+func TestPrefixWithBracesRejected(t *testing.T) {
+	if _, err := redisstore.New(nil, redisstore.Options{Prefix: "a{b}"}); err == nil {
+		t.Fatal("want error")
+	}
+}

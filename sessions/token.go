@@ -36,11 +36,11 @@ type Token string
 
 const redacted = "[REDACTED]"
 
-func (Token) String() string                 { return redacted }
-func (Token) GoString() string               { return redacted }
-func (Token) LogValue() slog.Value           { return slog.StringValue(redacted) }
-func (Token) MarshalText() ([]byte, error)   { return []byte(redacted), nil }
-func (t Token) Reveal() string               { return string(t) }
+func (Token) String() string                  { return redacted }
+func (Token) GoString() string                { return redacted }
+func (Token) LogValue() slog.Value            { return slog.StringValue(redacted) }
+func (Token) MarshalText() ([]byte, error)    { return []byte(redacted), nil }
+func (t Token) Reveal() string                { return string(t) }
 func (t Token) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(redacted)) }
 
 // SecretHash is SHA-256 of a token's secret.

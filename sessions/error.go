@@ -14,6 +14,7 @@ const (
 	CodeInvalid      Code = "invalid_request"
 	CodeUnauthorized Code = "unauthorized"
 	CodeForbidden    Code = "forbidden"
+	CodeNoSuchID     Code = "not_found"
 	CodeNotFound     Code = "session_not_found"
 	CodeExpired      Code = "session_expired"
 	CodeRevoked      Code = "session_revoked"
@@ -47,15 +48,18 @@ func (e *Error) Is(target error) bool {
 
 // Sentinel errors. Compare with errors.Is.
 var (
-	ErrNotFound     = &Error{Code: CodeNotFound, Message: "session not found"}
-	ErrExpired      = &Error{Code: CodeExpired, Message: "session expired"}
-	ErrRevoked      = &Error{Code: CodeRevoked, Message: "session revoked"}
-	ErrReauth       = &Error{Code: CodeReauth, Message: "re-authentication required"}
-	ErrCSRF         = &Error{Code: CodeCSRF, Message: "CSRF token does not match"}
-	ErrForbidden    = &Error{Code: CodeForbidden, Message: "session belongs to another app"}
-	ErrLimit        = &Error{Code: CodeLimit, Message: "maximum number of concurrent sessions reached"}
-	ErrUnavailable  = &Error{Code: CodeUnavailable, Message: "session store unavailable"}
-	ErrUnauthorized = &Error{Code: CodeUnauthorized, Message: "missing or invalid API key"}
+	ErrNotFound = &Error{Code: CodeNotFound, Message: "session not found"}
+	// ErrNoSuchSession answers operations that name a session by ID
+	// (terminate, revoke, reauth), where the caller holds no token.
+	ErrNoSuchSession = &Error{Code: CodeNoSuchID, Message: "no such session"}
+	ErrExpired       = &Error{Code: CodeExpired, Message: "session expired"}
+	ErrRevoked       = &Error{Code: CodeRevoked, Message: "session revoked"}
+	ErrReauth        = &Error{Code: CodeReauth, Message: "re-authentication required"}
+	ErrCSRF          = &Error{Code: CodeCSRF, Message: "CSRF token does not match"}
+	ErrForbidden     = &Error{Code: CodeForbidden, Message: "session belongs to another app"}
+	ErrLimit         = &Error{Code: CodeLimit, Message: "maximum number of concurrent sessions reached"}
+	ErrUnavailable   = &Error{Code: CodeUnavailable, Message: "session store unavailable"}
+	ErrUnauthorized  = &Error{Code: CodeUnauthorized, Message: "missing or invalid API key"}
 )
 
 // Invalid returns an invalid_request error naming the field at fault.

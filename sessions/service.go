@@ -207,9 +207,9 @@ func (s *Service) TerminateUserSession(ctx context.Context, c Caller, userID, si
 		return err
 	}
 	if !ValidSessionID(sid) {
-		return ErrNotFound
+		return ErrNoSuchSession
 	}
-	return s.store.End(ctx, End{Op: s.op(c), SessionID: sid, UserID: userID, As: StateTerminated, Reason: defaultEndReason})
+	return byID(s.store.End(ctx, End{Op: s.op(c), SessionID: sid, UserID: userID, As: StateTerminated, Reason: defaultEndReason}))
 }
 
 // RevokeUser ends every session of a user (e.g. on password change) but
@@ -232,7 +232,7 @@ func (s *Service) Revoke(ctx context.Context, c Caller, sid, reason, rule string
 	if err := s.checkAdminMark(c, sid, reason, rule); err != nil {
 		return err
 	}
-	return s.store.End(ctx, End{Op: s.op(c), SessionID: sid, As: StateRevoked, Reason: reason, Rule: rule})
+	return byID(s.store.End(ctx, End{Op: s.op(c), SessionID: sid, As: StateRevoked, Reason: reason, Rule: rule}))
 }
 
 // Reauth makes the next validation of a session answer reauth_required.
@@ -240,7 +240,16 @@ func (s *Service) Reauth(ctx context.Context, c Caller, sid, reason, rule string
 	if err := s.checkAdminMark(c, sid, reason, rule); err != nil {
 		return err
 	}
-	return s.store.Reauth(ctx, Mark{Op: s.op(c), SessionID: sid, Reason: reason, Rule: rule})
+	return byID(s.store.Reauth(ctx, Mark{Op: s.op(c), SessionID: sid, Reason: reason, Rule: rule}))
+}
+
+// byID maps session_not_found (a token that names nothing) to not_found
+// for operations that name the session by ID.
+func byID(err error) error {
+	if errors.Is(err, ErrNotFound) {
+		return ErrNoSuchSession
+	}
+	return err
 }
 
 func (s *Service) checkAdminMark(c Caller, sid, reason, rule string) error {
@@ -254,7 +263,7 @@ func (s *Service) checkAdminMark(c Caller, sid, reason, rule string) error {
 		return err
 	}
 	if !ValidSessionID(sid) {
-		return ErrNotFound
+		return ErrNoSuchSession
 	}
 	return nil
 }

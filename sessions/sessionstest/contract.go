@@ -467,13 +467,13 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 
 	run("TerminateOneSession", def, func(t *testing.T, e *env) {
 		is := e.create(t, appA, "alice")
-		wantErr(t, e.svc.TerminateUserSession(ctx, appA, "bob", is.Session.ID), sessions.ErrNotFound)
+		wantErr(t, e.svc.TerminateUserSession(ctx, appA, "bob", is.Session.ID), sessions.ErrNoSuchSession)
 		if err := e.svc.TerminateUserSession(ctx, appA, "alice", is.Session.ID); err != nil {
 			t.Fatal(err)
 		}
 		_, err := e.validate(appA, is.Token)
 		wantErr(t, err, sessions.ErrRevoked)
-		wantErr(t, e.svc.TerminateUserSession(ctx, appA, "alice", "00AAAAAAAAAAAAAAAAAAAAAA"), sessions.ErrNotFound)
+		wantErr(t, e.svc.TerminateUserSession(ctx, appA, "alice", "00AAAAAAAAAAAAAAAAAAAAAA"), sessions.ErrNoSuchSession)
 	})
 
 	run("AdminRevokeAndReauth", def, func(t *testing.T, e *env) {
@@ -510,7 +510,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		if err := e.svc.Revoke(ctx, admin, a.Session.ID, "again", ""); err != nil {
 			t.Fatal(err)
 		}
-		wantErr(t, e.svc.Revoke(ctx, admin, "00AAAAAAAAAAAAAAAAAAAAAA", "x", ""), sessions.ErrNotFound)
+		wantErr(t, e.svc.Revoke(ctx, admin, "00AAAAAAAAAAAAAAAAAAAAAA", "x", ""), sessions.ErrNoSuchSession)
 	})
 
 	run("AttributesRoundTrip", def, func(t *testing.T, e *env) {

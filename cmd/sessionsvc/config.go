@@ -1,0 +1,116 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sessionmon/sessionmon/eventbus"
+	"github.com/sessionmon/sessionmon/httpapi"
+	"github.com/sessionmon/sessionmon/internal/cli"
+	"github.com/sessionmon/sessionmon/sessions"
+)
+
+// Config is the service's configuration, from flags and environment.
+type Config struct {
+	Listen          string
+	RedisURL        string
+	NATSURL         string
+	APIKeys         string
+	APIKeysFile     string
+	KeyPrefix       string
+	Policy          sessions.Policy
+	LimitMode       string
+	Stream          eventbus.StreamOptions
+	ShutdownTimeout time.Duration
+	LogLevel        string
+	LogFormat       string
+
+	redis *redis.Options
+	keys  *httpapi.Keys
+}
+
+// ParseConfig reads flags and environment and validates everything before
+// anything starts. Errors name the setting.
+func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Config, error) {
+	c := &Config{Policy: sessions.DefaultPolicy(), Stream: eventbus.DefaultStreamOptions()}
+	fs := cli.New("sessionsvc", getenv, out)
+	fs.String(&c.Listen, "listen", "SESSIONSVC_LISTEN", "127.0.0.1:8080", "HTTP listen address")
+	fs.String(&c.RedisURL, "redis-url", "REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL")
+	fs.String(&c.NATSURL, "nats-url", "NATS_URL", "nats://127.0.0.1:4222", "NATS URL")
+	fs.String(&c.APIKeys, "api-keys", "SESSIONSVC_API_KEYS", "", "API keys, comma-separated name:role:secret (role app or admin)")
+	fs.String(&c.APIKeysFile, "api-keys-file", "SESSIONSVC_API_KEYS_FILE", "", "file of API keys, one name:role:secret a line")
+	fs.String(&c.KeyPrefix, "redis-key-prefix", "SESSIONSVC_REDIS_KEY_PREFIX", "sm", "prefix of every Redis key")
+	fs.Duration(&c.Policy.IdleTimeout, "idle-timeout", "SESSIONSVC_IDLE_TIMEOUT", c.Policy.IdleTimeout, "idle timeout, sliding on validate")
+	fs.Duration(&c.Policy.AbsoluteTimeout, "absolute-timeout", "SESSIONSVC_ABSOLUTE_TIMEOUT", c.Policy.AbsoluteTimeout, "absolute session lifetime")
+	fs.Int(&c.Policy.MaxSessions, "max-sessions", "SESSIONSVC_MAX_SESSIONS", c.Policy.MaxSessions, "concurrent sessions per user (0: no limit)")
+	fs.String(&c.LimitMode, "limit-mode", "SESSIONSVC_LIMIT_MODE", string(c.Policy.LimitMode), "at the session limit: evict (the oldest) or deny")
+	fs.String(&c.Policy.CookieName, "cookie-name", "SESSIONSVC_COOKIE_NAME", c.Policy.CookieName, "name of the session cookie handed to apps")
+	fs.Duration(&c.Stream.MaxAge, "stream-max-age", "SESSIONSVC_STREAM_MAX_AGE", c.Stream.MaxAge, "how long the SESSIONS stream keeps events")
+	fs.Int(&c.Stream.Replicas, "stream-replicas", "SESSIONSVC_STREAM_REPLICAS", c.Stream.Replicas, "replicas of the SESSIONS stream")
+	fs.Duration(&c.ShutdownTimeout, "shutdown-timeout", "SESSIONSVC_SHUTDOWN_TIMEOUT", 20*time.Second, "time to drain requests and flush the outbox on SIGTERM")
+	fs.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	fs.String(&c.LogFormat, "log-format", "LOG_FORMAT", "json", "json or text")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	var errs []error
+	bad := func(flag string, err error) { errs = append(errs, fmt.Errorf("%s: %w", fs.Setting(flag), err)) }
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen", err)
+	}
+	var err error
+	if c.redis, err = redis.ParseURL(c.RedisURL); err != nil {
+		bad("redis-url", err)
+	}
+	if c.NATSURL == "" {
+		bad("nats-url", errors.New("required"))
+	}
+	c.Policy.LimitMode = sessions.LimitMode(c.LimitMode)
+	if err := c.Policy.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("session policy: %w", err))
+	}
+	if c.Stream.Replicas < 1 || c.Stream.Replicas > 5 {
+		bad("stream-replicas", fmt.Errorf("must be 1 to 5, got %d", c.Stream.Replicas))
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("shutdown-timeout", errors.New("must be positive"))
+	}
+	keys, err := httpapi.ParseAPIKeys(fs.Setting("api-keys"), c.APIKeys)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if c.APIKeysFile != "" {
+		f, err := os.Open(c.APIKeysFile)
+		if err != nil {
+			bad("api-keys-file", err)
+		} else {
+			more, err := httpapi.ReadAPIKeys(c.APIKeysFile, f)
+			f.Close()
+			if err != nil {
+				errs = append(errs, err)
+			}
+			keys = append(keys, more...)
+		}
+	}
+	if len(errs) == 0 {
+		if c.keys, err = httpapi.NewKeys(keys); err != nil {
+			errs = append(errs, fmt.Errorf("%s / %s: %w", fs.Setting("api-keys"), fs.Setting("api-keys-file"), err))
+		}
+	}
+	if _, err := cli.Logger(io.Discard, c.LogLevel, c.LogFormat); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}

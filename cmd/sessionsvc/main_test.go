@@ -1,0 +1,342 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sessionmon/sessionmon/events"
+	"github.com/sessionmon/sessionmon/internal/testenv"
+)
+
+const (
+	appKey   = "shop:app:shop-secret-0123456789abcdef"
+	adminKey = "detector:admin:detector-secret-0123456789ab"
+)
+
+// syncBuffer collects the service's log.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+type service struct {
+	url  string
+	log  *syncBuffer
+	stop func() error
+}
+
+// start runs the service on a random port against the test Redis and the
+// given NATS server.
+func start(t *testing.T, natsURL, prefix string, extra ...string) *service {
+	t.Helper()
+	env := map[string]string{
+		"REDIS_URL":           testenv.RedisURL(),
+		"NATS_URL":            natsURL,
+		"SESSIONSVC_API_KEYS": appKey + "," + adminKey,
+	}
+	args := append([]string{"-listen", "127.0.0.1:0", "-redis-key-prefix", prefix, "-log-level", "debug"}, extra...)
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	log := &syncBuffer{}
+	go func() {
+		done <- Run(ctx, args, func(k string) string { return env[k] }, log, func(a string) { addr <- a })
+	}()
+	select {
+	case a := <-addr:
+		s := &service{url: "http://" + a, log: log}
+		var once sync.Once
+		var err error
+		s.stop = func() error {
+			once.Do(func() { cancel(); err = <-done })
+			return err
+		}
+		t.Cleanup(func() { _ = s.stop() })
+		return s
+	case err := <-done:
+		cancel()
+		t.Fatalf("service did not start: %v\n%s", err, log.String())
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatal("service did not start in 10s")
+	}
+	return nil
+}
+
+func (s *service) call(t *testing.T, method, path, key string, body any) (int, map[string]any) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, s.url+path, rd)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key[strings.LastIndexByte(key, ':')+1:])
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+func (s *service) login(t *testing.T, user string) string {
+	t.Helper()
+	code, out := s.call(t, "POST", "/v1/sessions", appKey, map[string]any{"user_id": user, "ip": "203.0.113.9", "user_agent": "Firefox"})
+	if code != 201 {
+		t.Fatalf("create: %d %v", code, out)
+	}
+	return out["token"].(string)
+}
+
+func (s *service) validate(t *testing.T, token string) int {
+	t.Helper()
+	code, _ := s.call(t, "POST", "/v1/sessions/validate", appKey, map[string]any{"token": token, "ip": "203.0.113.9", "user_agent": "Firefox"})
+	return code
+}
+
+// streamEvents reads the whole SESSIONS stream and decodes every event.
+func streamEvents(t *testing.T, nc *nats.Conn) []events.Event {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := int(info.State.Msgs)
+	c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []events.Event
+	for len(out) < n {
+		batch, err := c.Fetch(min(n-len(out), 500), jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			e, err := events.Decode(m.Data())
+			if err != nil {
+				t.Fatalf("stream holds an undecodable event: %v", err)
+			}
+			if _, _, err := events.ParseSubject(m.Subject()); err != nil {
+				t.Fatal(err)
+			}
+			if m.Subject() != events.SubjectFor(e) {
+				t.Fatalf("event %s on subject %s", e.Type, m.Subject())
+			}
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// waitStream waits until the stream holds n messages.
+func waitStream(t *testing.T, nc *nats.Conn, n int) {
+	t.Helper()
+	js, _ := jetstream.New(nc)
+	deadline := time.Now().Add(30 * time.Second)
+	var got uint64
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if st, err := js.Stream(ctx, events.StreamName); err == nil {
+			if info, err := st.Info(ctx); err == nil {
+				got = info.State.Msgs
+			}
+		}
+		cancel()
+		if got >= uint64(n) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("stream holds %d events, want %d", got, n)
+}
+
+func TestEndToEnd(t *testing.T) {
+	rdb := testenv.Redis(t)
+	prefix := testenv.Prefix(t, rdb)
+	ns, nc := testenv.NATS(t)
+	s := start(t, ns.ClientURL(), prefix)
+
+	tok := s.login(t, "alice")
+	if code := s.validate(t, tok); code != 200 {
+		t.Fatalf("validate: %d", code)
+	}
+	code, out := s.call(t, "POST", "/v1/sessions/logout", appKey, map[string]any{"token": tok})
+	if code != 204 {
+		t.Fatalf("logout: %d %v", code, out)
+	}
+	code, out = s.call(t, "POST", "/v1/sessions/validate", appKey, map[string]any{"token": tok, "ip": "203.0.113.9"})
+	if code != 401 || out["error"].(map[string]any)["code"] != "session_revoked" {
+		t.Fatalf("validate after logout: %d %v", code, out)
+	}
+	code, out = s.call(t, "GET", "/readyz", "", nil)
+	if code != 200 || out["redis"] != "ok" || out["nats"] != "CONNECTED" {
+		t.Fatalf("readyz: %d %v", code, out)
+	}
+	waitStream(t, nc, 4)
+	var types []events.Type
+	for _, e := range streamEvents(t, nc) {
+		types = append(types, e.Type)
+	}
+	if fmt.Sprint(types) != "[session.created session.accessed session.terminated session.rejected]" {
+		t.Fatalf("stream events %v", types)
+	}
+	// The metrics endpoint serves the service's metrics.
+	resp, err := http.Get(s.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{"sessionmon_sessions_created_total 1", `sessionmon_sessions_validations_total{result="session_revoked"} 1`,
+		"sessionmon_outbox_depth", "sessionmon_sessions_active", "go_goroutines", "process_cpu_seconds_total"} {
+		if !bytes.Contains(body, []byte(m)) {
+			t.Errorf("metrics lack %q", m)
+		}
+	}
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(s.log.String(), tok[strings.IndexByte(tok, '.')+1:]) {
+		t.Fatal("the service logged a token")
+	}
+}
+
+// Stop NATS, keep serving, start NATS again: every event arrives, once.
+func TestNoEventLostWhileNATSIsDown(t *testing.T) {
+	rdb := testenv.Redis(t)
+	prefix := testenv.Prefix(t, rdb)
+	dir := t.TempDir()
+	opts := testenv.NATSOptions(dir)
+	ns := testenv.StartNATS(t, opts)
+	port := ns.Addr().(interface{ String() string }).String()
+	port = port[strings.LastIndexByte(port, ':')+1:]
+	url := "nats://127.0.0.1:" + port
+	s := start(t, url, prefix)
+
+	traffic := func(users int) {
+		for i := range users {
+			tok := s.login(t, fmt.Sprintf("user-%d-%d", i, time.Now().UnixNano()))
+			if code := s.validate(t, tok); code != 200 {
+				t.Fatalf("validate: %d", code)
+			}
+		}
+	}
+	traffic(50)
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	traffic(50) // the API keeps serving with NATS down
+	time.Sleep(500 * time.Millisecond)
+	traffic(50)
+
+	opts2 := testenv.NATSOptions(dir)
+	fmt.Sscan(port, &opts2.Port)
+	ns2 := testenv.StartNATS(t, opts2)
+	nc, err := nats.Connect(ns2.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	traffic(50)
+	const want = 200 * 2
+	waitStream(t, nc, want)
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	evs := streamEvents(t, nc)
+	ids := map[string]int{}
+	for _, e := range evs {
+		ids[e.ID]++
+	}
+	if len(evs) != want || len(ids) != want {
+		t.Fatalf("stream holds %d events with %d distinct IDs, want %d", len(evs), len(ids), want)
+	}
+	var depth int64
+	for p := range events.Partitions {
+		depth += rdb.XLen(context.Background(), fmt.Sprintf("%s:{%02d}:o", prefix, p)).Val()
+	}
+	if depth != 0 {
+		t.Fatalf("outbox still holds %d events", depth)
+	}
+}
+
+// SIGTERM drains requests and flushes the outbox before exit.
+func TestShutdownFlushesOutbox(t *testing.T) {
+	rdb := testenv.Redis(t)
+	prefix := testenv.Prefix(t, rdb)
+	ns, nc := testenv.NATS(t)
+	s := start(t, ns.ClientURL(), prefix)
+	for i := range 100 {
+		s.login(t, fmt.Sprintf("u%d", i))
+	}
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitStream(t, nc, 100)
+	var depth int64
+	for p := range events.Partitions {
+		depth += rdb.XLen(context.Background(), fmt.Sprintf("%s:{%02d}:o", prefix, p)).Val()
+	}
+	if depth != 0 {
+		t.Fatalf("outbox holds %d events after shutdown", depth)
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	cases := []struct {
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{nil, nil, "no API keys configured"},
+		{map[string]string{"SESSIONSVC_API_KEYS": "shop:app:short"}, nil, "secret shorter than 24"},
+		{map[string]string{"SESSIONSVC_API_KEYS": "shop:root:" + strings.Repeat("x", 30)}, nil, `role must be "app" or "admin"`},
+		{map[string]string{"SESSIONSVC_API_KEYS": appKey + "," + appKey}, nil, "name used twice"},
+		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "SESSIONSVC_IDLE_TIMEOUT": "soon"}, nil, "SESSIONSVC_IDLE_TIMEOUT: invalid value"},
+		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "SESSIONSVC_MAX_SESSIONS": "-1"}, nil, "max sessions"},
+		{map[string]string{"SESSIONSVC_API_KEYS": appKey}, []string{"-idle-timeout", "9h"}, "absolute timeout: 8h0m0s is shorter than the idle timeout 9h0m0s"},
+		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "SESSIONSVC_LIMIT_MODE": "reject"}, nil, "limit mode"},
+		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "REDIS_URL": "http://x"}, nil, "REDIS_URL (-redis-url)"},
+		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "SESSIONSVC_LISTEN": "nohost"}, nil, "SESSIONSVC_LISTEN (-listen)"},
+		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "SESSIONSVC_API_KEYS_FILE": "/nonexistent"}, nil, "SESSIONSVC_API_KEYS_FILE (-api-keys-file)"},
+		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "LOG_FORMAT": "xml"}, nil, "log format"},
+		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "SESSIONSVC_REDIS_KEY_PREFIX": "a{b"}, nil, "must not contain"},
+	}
+	for _, c := range cases {
+		err := Run(context.Background(), c.args, func(k string) string { return c.env[k] }, io.Discard, nil)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("env %v args %v: got %v, want error containing %q", c.env, c.args, err, c.want)
+		}
+	}
+}
+

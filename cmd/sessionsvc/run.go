@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sessionmon/sessionmon/eventbus"
+	"github.com/sessionmon/sessionmon/events"
+	"github.com/sessionmon/sessionmon/httpapi"
+	"github.com/sessionmon/sessionmon/internal/cli"
+	"github.com/sessionmon/sessionmon/redisstore"
+	"github.com/sessionmon/sessionmon/sessions"
+)
+
+// Run runs the service until ctx ends, then drains in-flight requests and
+// flushes the outbox. listening, when not nil, is told the bound address.
+func Run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, listening func(addr string)) error {
+	cfg, err := ParseConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := cli.Logger(stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+	log = log.With("service", "sessionsvc")
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	cfg.redis.PoolSize = max(cfg.redis.PoolSize, 128)
+	rdb := redis.NewClient(cfg.redis)
+	defer rdb.Close()
+	relayOpts := *cfg.redis
+	relayOpts.PoolSize = events.Partitions + 4
+	relayRDB := redis.NewClient(&relayOpts)
+	defer relayRDB.Close()
+
+	store, err := redisstore.New(rdb, redisstore.Options{Prefix: cfg.KeyPrefix})
+	if err != nil {
+		return err
+	}
+	reg.MustRegister(redisstore.NewCollector(store))
+	svc, err := sessions.NewService(store, cfg.Policy, nil)
+	if err != nil {
+		return err
+	}
+
+	// NATS may be down at start: the outbox keeps every event until the
+	// relay can publish it, so the API serves regardless.
+	nc, err := nats.Connect(cfg.NATSURL, nats.Name("sessionsvc"), nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true), nats.ReconnectWait(500*time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }))
+	if err != nil {
+		return fmt.Errorf("%s: %w", "NATS_URL", err)
+	}
+	defer nc.Close()
+	pub, err := eventbus.NewPublisher(nc, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	relay := redisstore.NewRelay(store, relayRDB, pub, log, redisstore.NewMetrics(reg), redisstore.RelayConfig{})
+
+	handler := httpapi.Handler(httpapi.Config{
+		Service: svc,
+		Keys:    cfg.keys,
+		Ready: func(ctx context.Context) (map[string]string, error) {
+			checks := map[string]string{"redis": "ok", "nats": nc.Status().String()}
+			err := store.Ping(ctx)
+			if err != nil {
+				checks["redis"] = "down"
+			}
+			return checks, err
+		},
+		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		Metrics:        httpapi.NewMetrics(reg),
+		Log:            log,
+	})
+	srv := &http.Server{
+		Handler:           http.MaxBytesHandler(handler, httpapi.MaxBody),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("SESSIONSVC_LISTEN: %w", err)
+	}
+	log.Info("sessionsvc listening", "addr", ln.Addr().String(), "idle_timeout", cfg.Policy.IdleTimeout,
+		"absolute_timeout", cfg.Policy.AbsoluteTimeout, "max_sessions", cfg.Policy.MaxSessions)
+	if listening != nil {
+		listening(ln.Addr().String())
+	}
+
+	// The relay outlives the HTTP server: on shutdown the server drains
+	// first, then the relay flushes what those last requests wrote.
+	relayCtx, stopRelay := context.WithCancel(context.Background())
+	defer stopRelay()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error { return relay.Run(relayCtx) })
+	g.Go(func() error { ensureStream(relayCtx, pub, cfg.Stream, log); return nil })
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("shutting down: draining requests")
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		err := srv.Shutdown(sctx)
+		log.Info("flushing the outbox")
+		stopRelay()
+		return err
+	})
+	return g.Wait()
+}
+
+// ensureStream creates or updates the SESSIONS stream, retrying while NATS
+// is unreachable.
+func ensureStream(ctx context.Context, pub *eventbus.Publisher, o eventbus.StreamOptions, log *slog.Logger) {
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := eventbus.EnsureSessionStream(sctx, pub.JetStream(), o)
+		cancel()
+		if err == nil {
+			return
+		}
+		log.Warn("ensure stream; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
+}

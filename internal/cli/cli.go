@@ -1,0 +1,104 @@
+// Package cli declares command-line flags whose defaults come from
+// environment variables, and reports bad values naming the setting.
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// FlagSet is a flag.FlagSet with environment fallbacks: each flag takes its
+// value from its environment variable when set, and the command line wins
+// over both.
+type FlagSet struct {
+	*flag.FlagSet
+	getenv func(string) string
+	env    map[string]string // flag name -> variable
+}
+
+// New returns a flag set for a command; getenv is os.Getenv outside tests.
+func New(name string, getenv func(string) string, out io.Writer) *FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	return &FlagSet{FlagSet: fs, getenv: getenv, env: map[string]string{}}
+}
+
+func (f *FlagSet) bind(name, env string) string {
+	f.env[name] = env
+	return fmt.Sprintf(" (env %s)", env)
+}
+
+// String declares a string flag.
+func (f *FlagSet) String(p *string, name, env, def, usage string) {
+	f.StringVar(p, name, def, usage+f.bind(name, env))
+}
+
+// Duration declares a duration flag (Go syntax: 30m, 8h).
+func (f *FlagSet) Duration(p *time.Duration, name, env string, def time.Duration, usage string) {
+	f.DurationVar(p, name, def, usage+f.bind(name, env))
+}
+
+// Int declares an integer flag.
+func (f *FlagSet) Int(p *int, name, env string, def int, usage string) {
+	f.IntVar(p, name, def, usage+f.bind(name, env))
+}
+
+// Bool declares a boolean flag.
+func (f *FlagSet) Bool(p *bool, name, env string, def bool, usage string) {
+	f.BoolVar(p, name, def, usage+f.bind(name, env))
+}
+
+// Parse applies the environment, then the arguments. An error names the
+// variable or flag with the bad value.
+func (f *FlagSet) Parse(args []string) error {
+	var errs []error
+	f.VisitAll(func(fl *flag.Flag) {
+		env, ok := f.env[fl.Name]
+		if !ok {
+			return
+		}
+		if v, set := lookup(f.getenv, env); set {
+			if err := fl.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: invalid value %q: %v", env, v, err))
+			}
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return f.FlagSet.Parse(args)
+}
+
+func lookup(getenv func(string) string, name string) (string, bool) {
+	v := getenv(name)
+	return v, v != ""
+}
+
+// Setting names a setting by its flag and variable, for error messages.
+func (f *FlagSet) Setting(name string) string {
+	if env, ok := f.env[name]; ok {
+		return fmt.Sprintf("%s (-%s)", env, name)
+	}
+	return "-" + name
+}
+
+// Logger builds the process logger from -log-level and -log-format values.
+func Logger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch strings.ToLower(format) {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want json or text", format)
+}

@@ -25,14 +25,14 @@ func (acceptStore) Access(_ context.Context, a sessions.Access) (*sessions.Sessi
 func (s acceptStore) Rotate(ctx context.Context, r sessions.Rotation) (*sessions.Session, error) {
 	return s.Access(ctx, r.Access)
 }
-func (acceptStore) End(context.Context, sessions.End) error              { return nil }
+func (acceptStore) End(context.Context, sessions.End) error                { return nil }
 func (acceptStore) EndUser(context.Context, sessions.EndUser) (int, error) { return 1, nil }
-func (acceptStore) Reauth(context.Context, sessions.Mark) error           { return nil }
+func (acceptStore) Reauth(context.Context, sessions.Mark) error            { return nil }
 func (acceptStore) List(context.Context, string, string, time.Time) ([]sessions.Session, error) {
 	return nil, nil
 }
 func (acceptStore) Append(context.Context, events.Event) error { return nil }
-func (acceptStore) Ping(context.Context) error                  { return nil }
+func (acceptStore) Ping(context.Context) error                 { return nil }
 
 var fuzzRoutes = []struct{ method, path string }{
 	{"POST", "/v1/sessions"},

@@ -20,6 +20,8 @@ package redisstore
 import (
 	"context"
 	_ "embed"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,18 +56,51 @@ var (
 	sweepLua string
 )
 
-func script(src string) *redis.Script { return redis.NewScript(libLua + "\n" + src) }
-
+// The Lua code is one Redis function library, loaded once per server with
+// FUNCTION LOAD: lib.lua is shared, each other file is one function. The
+// library and its functions are named after a hash of the code, so that
+// instances running different versions coexist during a rollout.
 var (
-	createScript  = script(createLua)
-	accessScript  = script(accessLua)
-	rotateScript  = script(rotateLua)
-	endScript     = script(endLua)
-	endUserScript = script(endUserLua)
-	reauthScript  = script(reauthLua)
-	listScript    = script(listLua)
-	sweepScript   = script(sweepLua)
+	libraryName string
+	libraryCode string
 )
+
+// Function names, set by init.
+var (
+	fnCreate, fnAccess, fnRotate, fnEnd, fnEndUser, fnReauth, fnList, fnSweep string
+)
+
+func init() {
+	parts := []struct {
+		name, src string
+		readOnly  bool
+		fn        *string
+	}{
+		{"create", createLua, false, &fnCreate}, {"access", accessLua, false, &fnAccess},
+		{"rotate", rotateLua, false, &fnRotate}, {"end", endLua, false, &fnEnd},
+		{"end_user", endUserLua, false, &fnEndUser}, {"reauth", reauthLua, false, &fnReauth},
+		{"list", listLua, true, &fnList}, {"sweep", sweepLua, false, &fnSweep},
+	}
+	h := sha256.New()
+	h.Write([]byte(libLua))
+	for _, p := range parts {
+		h.Write([]byte(p.src))
+	}
+	version := hex.EncodeToString(h.Sum(nil))[:12]
+	libraryName = "sessionmon_" + version
+	var b strings.Builder
+	fmt.Fprintf(&b, "#!lua name=%s\n%s\n", libraryName, libLua)
+	for _, p := range parts {
+		*p.fn = "sm_" + version + "_" + p.name
+		flags := ""
+		if p.readOnly {
+			flags = ", flags = {'no-writes'}"
+		}
+		fmt.Fprintf(&b, "redis.register_function{function_name = '%s'%s, callback = function(KEYS, ARGV)\nbegin(ARGV)\n%s\nend}\n",
+			*p.fn, flags, p.src)
+	}
+	libraryCode = b.String()
+}
 
 // DefaultPrefix is the default key prefix.
 const DefaultPrefix = "sm"
@@ -149,7 +184,7 @@ func (s *Store) Create(ctx context.Context, n sessions.NewSession) ([]string, er
 		ss.ID, ss.UserID, ss.App, n.SecretHash[:], ss.CSRFToken, ss.IP, ss.UserAgent, attrs,
 		n.Policy.IdleTimeout.Milliseconds(), ss.ExpiresAt.UnixMilli(),
 		ss.ExpiresAt.Add(s.tombstone).UnixMilli(), n.Policy.MaxSessions, string(n.Policy.LimitMode), n.Replaced)
-	res, err := s.run(ctx, "create", createScript, []string{skey, ukey, base + "x", base + "o"}, args)
+	res, err := s.run(ctx, "create", fnCreate, []string{skey, ukey, base + "x", base + "o"}, args)
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +199,7 @@ func (s *Store) Create(ctx context.Context, n sessions.NewSession) ([]string, er
 func (s *Store) Access(ctx context.Context, a sessions.Access) (*sessions.Session, error) {
 	base, skey := s.sessionKey(a.SessionID)
 	args := append(common(base, a.Op), a.SessionID, a.SecretHash[:], a.Owner, a.IP, a.UserAgent, a.Path, a.CSRFToken)
-	res, err := s.run(ctx, "access", accessScript, []string{skey}, args)
+	res, err := s.run(ctx, "access", fnAccess, []string{skey}, args)
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +211,7 @@ func (s *Store) Rotate(ctx context.Context, r sessions.Rotation) (*sessions.Sess
 	base, skey := s.sessionKey(r.SessionID)
 	args := append(common(base, r.Op), r.SessionID, r.SecretHash[:], r.Owner, r.IP, r.UserAgent, r.Path, r.CSRFToken,
 		r.NewSecretHash[:], r.NewCSRFToken)
-	res, err := s.run(ctx, "rotate", rotateScript, []string{skey}, args)
+	res, err := s.run(ctx, "rotate", fnRotate, []string{skey}, args)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +226,7 @@ func (s *Store) End(ctx context.Context, e sessions.End) error {
 		th = e.SecretHash[:]
 	}
 	args := append(common(base, e.Op), e.SessionID, th, e.Owner, e.UserID, string(e.As), e.Reason, e.Rule)
-	_, err := s.run(ctx, "end", endScript, []string{skey}, args)
+	_, err := s.run(ctx, "end", fnEnd, []string{skey}, args)
 	return err
 }
 
@@ -199,7 +234,7 @@ func (s *Store) End(ctx context.Context, e sessions.End) error {
 func (s *Store) EndUser(ctx context.Context, e sessions.EndUser) (int, error) {
 	base, ukey := s.userKey(e.UserID)
 	args := append(common(base, e.Op), e.UserID, e.Owner, e.Except, string(e.As), e.Reason)
-	res, err := s.run(ctx, "end_user", endUserScript, []string{ukey}, args)
+	res, err := s.run(ctx, "end_user", fnEndUser, []string{ukey}, args)
 	if err != nil {
 		return 0, err
 	}
@@ -210,7 +245,7 @@ func (s *Store) EndUser(ctx context.Context, e sessions.EndUser) (int, error) {
 func (s *Store) Reauth(ctx context.Context, m sessions.Mark) error {
 	base, skey := s.sessionKey(m.SessionID)
 	args := append(common(base, m.Op), m.SessionID, m.Reason, m.Rule)
-	_, err := s.run(ctx, "reauth", reauthScript, []string{skey}, args)
+	_, err := s.run(ctx, "reauth", fnReauth, []string{skey}, args)
 	return err
 }
 
@@ -218,7 +253,7 @@ func (s *Store) Reauth(ctx context.Context, m sessions.Mark) error {
 func (s *Store) List(ctx context.Context, userID, owner string, now time.Time) ([]sessions.Session, error) {
 	base, ukey := s.userKey(userID)
 	args := append(common(base, sessions.Op{Now: now}), owner)
-	res, err := s.run(ctx, "list", listScript, []string{ukey}, args)
+	res, err := s.run(ctx, "list", fnList, []string{ukey}, args)
 	if err != nil {
 		return nil, err
 	}
@@ -269,7 +304,7 @@ func (s *Store) Sweep(ctx context.Context, partition int, now time.Time, limit i
 	total := 0
 	for {
 		op := sessions.Op{Now: now, EventID: events.NewID(), Actor: "sweeper"}
-		res, err := s.run(ctx, "sweep", sweepScript, []string{base + "x"}, append(common(base, op), limit))
+		res, err := s.run(ctx, "sweep", fnSweep, []string{base + "x"}, append(common(base, op), limit))
 		if err != nil {
 			return total, err
 		}
@@ -280,9 +315,37 @@ func (s *Store) Sweep(ctx context.Context, partition int, now time.Time, limit i
 	}
 }
 
-// run evaluates a script and maps its status reply to a sessions error.
-func (s *Store) run(ctx context.Context, op string, sc *redis.Script, keys []string, args []any) ([]any, error) {
-	v, err := sc.Run(ctx, s.rdb, keys, args...).Slice()
+// Load loads the function library into Redis (into every master of a
+// cluster). The store also loads it by itself when Redis lost it, e.g.
+// after a restart without persistence.
+func (s *Store) Load(ctx context.Context) error {
+	load := func(ctx context.Context, c *redis.Client) error {
+		return c.FunctionLoadReplace(ctx, libraryCode).Err()
+	}
+	var err error
+	switch c := s.rdb.(type) {
+	case *redis.ClusterClient:
+		err = c.ForEachMaster(ctx, load)
+	case *redis.Client:
+		err = load(ctx, c)
+	default:
+		err = s.rdb.FunctionLoadReplace(ctx, libraryCode).Err()
+	}
+	if err != nil {
+		return storeErr("function load", err)
+	}
+	return nil
+}
+
+// run calls a library function and maps its status reply to a sessions
+// error.
+func (s *Store) run(ctx context.Context, op, fn string, keys []string, args []any) ([]any, error) {
+	v, err := s.rdb.FCall(ctx, fn, keys, args...).Slice()
+	if err != nil && strings.Contains(err.Error(), "Function not found") {
+		if err = s.Load(ctx); err == nil {
+			v, err = s.rdb.FCall(ctx, fn, keys, args...).Slice()
+		}
+	}
 	if err != nil {
 		return nil, storeErr(op, err)
 	}

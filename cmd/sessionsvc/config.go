@@ -30,6 +30,7 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	LogLevel        string
 	LogFormat       string
+	DebugAddr       string
 
 	redis *redis.Options
 	keys  *httpapi.Keys
@@ -54,6 +55,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	fs.Duration(&c.Stream.MaxAge, "stream-max-age", "SESSIONSVC_STREAM_MAX_AGE", c.Stream.MaxAge, "how long the SESSIONS stream keeps events")
 	fs.Int(&c.Stream.Replicas, "stream-replicas", "SESSIONSVC_STREAM_REPLICAS", c.Stream.Replicas, "replicas of the SESSIONS stream")
 	fs.Duration(&c.ShutdownTimeout, "shutdown-timeout", "SESSIONSVC_SHUTDOWN_TIMEOUT", 20*time.Second, "time to drain requests and flush the outbox on SIGTERM")
+	fs.String(&c.DebugAddr, "debug-addr", "SESSIONSVC_DEBUG_ADDR", "", "address of a pprof listener (off when empty; keep it private)")
 	fs.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	fs.String(&c.LogFormat, "log-format", "LOG_FORMAT", "json", "json or text")
 	if err := fs.Parse(args); err != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -120,6 +121,16 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return nil
 	})
 	g.Go(func() error { return relay.Run(relayCtx) })
+	if cfg.DebugAddr != "" {
+		dbg := &http.Server{Addr: cfg.DebugAddr, Handler: debugMux(), ReadHeaderTimeout: 5 * time.Second}
+		g.Go(func() error {
+			go func() { <-gctx.Done(); _ = dbg.Close() }()
+			if err := dbg.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("SESSIONSVC_DEBUG_ADDR: %w", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error { ensureStream(relayCtx, pub, cfg.Stream, log); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
@@ -151,4 +162,15 @@ func ensureStream(ctx context.Context, pub *eventbus.Publisher, o eventbus.Strea
 		case <-time.After(2 * time.Second):
 		}
 	}
+}
+
+// debugMux serves the runtime profiles on the debug listener only.
+func debugMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }

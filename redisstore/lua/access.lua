@@ -11,6 +11,5 @@ if csrf ~= '' and not ct_eq(h.csrf, csrf) then
 end
 h.la, h.ip, h.ua = NOW, ip, ua
 redis.call('HSET', KEYS[1], 'la', NOW, 'ip', ip, 'ua', ua)
-redis.call('ZADD', DUE, 'XX', due(h), sid)
 emit('session.accessed', sid, h, ip, ua, '', '', path)
 return reply(h)

@@ -3,7 +3,7 @@
 local sid, th, owner, uid = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local h = load(KEYS[1])
 if not h then return {'session_not_found'} end
-if th ~= '' and not ct_eq(h.th, th) then
+if th ~= '' and not ct_eq32(h.th, th) then
   if in_prev(h.pth, th) then
     emit('session.rejected', sid, h, h.ip, h.ua, 'rotated_token')
     return {'session_revoked'}

@@ -1,5 +1,6 @@
--- Shared prelude of every sessionmon script. Every script gets, after its
--- own arguments are known:
+-- The shared part of the sessionmon Redis function library, loaded once
+-- with FUNCTION LOAD. Each function (one per file beside this one) starts
+-- with begin(ARGV), which sets the per-call values below from:
 --   ARGV[1] base    key prefix of the partition, "sm:{07}:"; every key a
 --                   script touches starts with it, so all of them hash to
 --                   one Redis Cluster slot
@@ -10,14 +11,16 @@
 -- of previous secrets) csrf st (state) why (end reason) ca la ea (created,
 -- last seen, absolute expiry, ms) it (idle timeout, ms) ip ua (last seen)
 -- at (attributes, JSON) ena (ended at, ms).
-local BASE = ARGV[1]
-local NOW = tonumber(ARGV[2])
-local EVID = ARGV[3]
-local ACTOR = ARGV[4]
-local DUE = BASE .. 'x'
-local OUTBOX = BASE .. 'o'
-
+-- Redis runs one function at a time, so module-level state set by begin is
+-- the current call's.
+local BASE, NOW, EVID, ACTOR, DUE, OUTBOX
 local evn = 0
+local function begin(ARGV)
+  BASE, NOW, EVID, ACTOR = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+  DUE, OUTBOX = BASE .. 'x', BASE .. 'o'
+  evn = 0
+end
+
 -- emit appends one event to the partition's outbox, in the same atomic step
 -- as the change it records.
 local function emit(typ, sid, h, ip, ua, reason, rule, path, prev)
@@ -25,10 +28,29 @@ local function emit(typ, sid, h, ip, ua, reason, rule, path, prev)
   if evn > 0 then id = EVID .. '-' .. evn end
   evn = evn + 1
   local a = {'id', id, 'ty', typ, 't', NOW, 'sid', sid, 'uid', h.uid, 'ac', ACTOR}
-  local function put(k, v) if v and v ~= '' then a[#a + 1] = k; a[#a + 1] = v end end
-  put('app', h.app); put('ip', ip); put('ua', ua); put('rs', reason)
-  put('ru', rule); put('pa', path); put('pv', prev)
-  redis.call('XADD', OUTBOX, '*', unpack(a))
+  local n = #a
+  local opt = {'app', h.app, 'ip', ip, 'ua', ua, 'rs', reason, 'ru', rule, 'pa', path, 'pv', prev}
+  for i = 1, 13, 2 do
+    local v = opt[i + 1]
+    if v and v ~= '' then
+      a[n + 1] = opt[i]
+      a[n + 2] = v
+      n = n + 2
+    end
+  end
+  redis.call('XADD', OUTBOX, '*', unpack(a, 1, n))
+end
+
+-- ct_eq32 compares two 32-byte strings (secret hashes) in constant time:
+-- eight 32-bit words each, summed squared differences, no branch on data.
+local W8 = '>I4I4I4I4I4I4I4I4'
+local function ct_eq32(a, b)
+  if not a or not b or #a ~= 32 or #b ~= 32 then return false end
+  local a1, a2, a3, a4, a5, a6, a7, a8 = struct.unpack(W8, a)
+  local b1, b2, b3, b4, b5, b6, b7, b8 = struct.unpack(W8, b)
+  local d = (a1 - b1) ^ 2 + (a2 - b2) ^ 2 + (a3 - b3) ^ 2 + (a4 - b4) ^ 2
+    + (a5 - b5) ^ 2 + (a6 - b6) ^ 2 + (a7 - b7) ^ 2 + (a8 - b8) ^ 2
+  return d == 0
 end
 
 -- ct_eq compares two strings in time that depends only on their length.
@@ -46,7 +68,7 @@ local function in_prev(pth, th)
   local found = false
   if not pth then return false end
   for i = 1, #pth, 32 do
-    if ct_eq(string.sub(pth, i, i + 31), th) then found = true end
+    if ct_eq32(string.sub(pth, i, i + 31), th) then found = true end
   end
   return found
 end
@@ -95,7 +117,7 @@ local DEAD_CODE = {expired = 'session_expired', reauth_required = 'reauth_requir
 -- token is recorded as session.rejected: replay after logout is a theft
 -- signal.
 local function check(skey, sid, h, th, owner, ip, ua, path)
-  if not ct_eq(h.th, th) then
+  if not ct_eq32(h.th, th) then
     if in_prev(h.pth, th) then
       emit('session.rejected', sid, h, ip, ua, 'rotated_token', '', path)
       return 'session_revoked'

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Load test of POST /v1/sessions/validate with every feature on: the real
+# sessionsvc binary over Redis, the access event of every validate written
+# to the outbox and relayed to a JetStream server of the test's own.
+# Everything runs on 127.0.0.1 and stops by itself.
+#
+#   scripts/loadtest.sh [duration=20s] [connections=50] [threads=2]
+#
+# Prints wrk's figures, the server's CPU per validate, and the number of
+# access events that reached JetStream.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-20s}
+CONNS=${2:-50}
+THREADS=${3:-2}
+PORT=${LOAD_PORT:-18080}
+NATS_PORT=${LOAD_NATS_PORT:-14222}
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if command -v redis-cli >/dev/null; then
+    redis-cli --scan --pattern 'loadtest:*' | xargs -r -n 500 redis-cli del >/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+command -v nats-server >/dev/null || { apt-get update -qq && apt-get install -y -qq nats-server >/dev/null; }
+
+go build -o "$work/sessionsvc" ./cmd/sessionsvc
+go build -o "$work/seedsessions" ./tools/seedsessions
+
+nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$work/nats" -l "$work/nats.log" &
+pids+=($!)
+KEY=load-app-secret-0123456789abcdef
+SESSIONSVC_API_KEYS="load:app:$KEY" "$work/sessionsvc" -listen "127.0.0.1:$PORT" \
+  -nats-url "nats://127.0.0.1:$NATS_PORT" -redis-key-prefix loadtest -max-sessions 0 -log-level warn -debug-addr 127.0.0.1:16060 \
+  2>"$work/sessionsvc.log" &
+svc=$!
+pids+=($svc)
+for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+
+"$work/seedsessions" -url "http://127.0.0.1:$PORT" -key "$KEY" -n 2000 -out "$work/tokens.txt"
+
+stream_msgs() { curl -fsS "http://127.0.0.1:$PORT/metrics" | awk '/^sessionmon_outbox_events_published_total/ {print $2}'; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/${1:-$svc}/stat"; }
+redis_pid=$(pgrep -o redis-server || true)
+nats_pid=${pids[0]}
+
+# Warm up, then measure.
+TOKENS="$work/tokens.txt" API_KEY="$KEY" wrk -t"$THREADS" -c"$CONNS" -d3s -s scripts/load/validate.lua "http://127.0.0.1:$PORT" >/dev/null
+sleep 1
+pub0=$(stream_msgs)
+cpu0=$(cpu_ticks)
+rcpu0=$(cpu_ticks "$redis_pid"); ncpu0=$(cpu_ticks "$nats_pid")
+if [[ -n "${PROFILE:-}" ]]; then
+  curl -fsS -o "$PROFILE" "http://127.0.0.1:16060/debug/pprof/profile?seconds=8" &
+fi
+TOKENS="$work/tokens.txt" API_KEY="$KEY" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency \
+  -s scripts/load/validate.lua "http://127.0.0.1:$PORT" | tee "$work/wrk.txt"
+cpu1=$(cpu_ticks)
+rcpu1=$(cpu_ticks "$redis_pid"); ncpu1=$(cpu_ticks "$nats_pid")
+wait_profile=$(jobs -p | tail -1); [[ -n "${PROFILE:-}" ]] && wait "$wait_profile" 2>/dev/null || true
+for _ in $(seq 100); do
+  depth=$(curl -fsS "http://127.0.0.1:$PORT/metrics" | awk '/^sessionmon_outbox_depth/ {print $2}')
+  [[ "$depth" == "0" ]] && break
+  sleep 0.1
+done
+pub1=$(stream_msgs)
+reqs=$(awk '/^requests / {print $2}' "$work/wrk.txt")
+hz=$(getconf CLK_TCK)
+awk -v c0="$cpu0" -v c1="$cpu1" -v r0="$rcpu0" -v r1="$rcpu1" -v m0="$ncpu0" -v m1="$ncpu1" \
+  -v hz="$hz" -v n="$reqs" -v p0="$pub0" -v p1="$pub1" 'BEGIN {
+  printf "server_cpu_us_per_validate %.1f\n", (c1 - c0) / hz * 1e6 / n
+  printf "redis_cpu_us_per_validate %.1f\n", (r1 - r0) / hz * 1e6 / n
+  printf "nats_cpu_us_per_validate %.1f\n", (m1 - m0) / hz * 1e6 / n
+  printf "events_published %d (validates %d)\n", p1 - p0, n
+}'

@@ -68,8 +68,9 @@ type Issued struct {
 	Token   Token
 }
 
-// Create starts a session. Any replace_token session is ended first (as
-// replaced); the new session gets a fresh ID, token and CSRF token.
+// Create starts a session. A replace_token session of the caller's is ended
+// first (as replaced); the new session always gets a fresh ID, token and
+// CSRF token, which is what defeats fixation.
 func (s *Service) Create(ctx context.Context, c Caller, r CreateRequest) (*Issued, error) {
 	if err := checkUserID("user_id", r.UserID); err != nil {
 		return nil, err
@@ -93,8 +94,11 @@ func (s *Service) Create(ctx context.Context, c Caller, r CreateRequest) (*Issue
 			switch {
 			case err == nil:
 				replaced = sid
-			case errors.Is(err, ErrNotFound), errors.Is(err, ErrRevoked), errors.Is(err, ErrExpired):
-				// Nothing live to end: the login goes on.
+			case errors.Is(err, ErrNotFound), errors.Is(err, ErrRevoked), errors.Is(err, ErrExpired),
+				errors.Is(err, ErrForbidden):
+				// Nothing of this app's to end (another app's cookie on a
+				// shared host is not ours to end): the login goes on, with
+				// a new token either way.
 			default:
 				return nil, err
 			}

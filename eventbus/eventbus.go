@@ -4,7 +4,6 @@ package eventbus
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -91,7 +90,7 @@ func (p *Publisher) JetStream() jetstream.JetStream { return p.js }
 func (p *Publisher) Publish(ctx context.Context, evs []events.Event) error {
 	futs := make([]jetstream.PubAckFuture, 0, len(evs))
 	for _, e := range evs {
-		data, err := json.Marshal(e)
+		data, err := e.Encode()
 		if err != nil {
 			return fmt.Errorf("encode event %s: %w", e.ID, err)
 		}

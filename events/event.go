@@ -110,14 +110,24 @@ type envelope struct {
 	Data            json.RawMessage `json:"data"`
 }
 
-// MarshalJSON encodes e as a CloudEvents structured-mode JSON object. The
-// CloudEvents subject is the session ID.
-func (e Event) MarshalJSON() ([]byte, error) {
-	data, err := json.Marshal(e.Data)
-	if err != nil {
-		return nil, err
-	}
-	return json.Marshal(envelope{
+// wire is the encoded form of an event.
+type wire struct {
+	SpecVersion     string    `json:"specversion"`
+	ID              string    `json:"id"`
+	Source          string    `json:"source"`
+	Type            Type      `json:"type"`
+	Time            time.Time `json:"time"`
+	Subject         string    `json:"subject,omitempty"`
+	DataContentType string    `json:"datacontenttype"`
+	DataSchema      string    `json:"dataschema"`
+	Data            Data      `json:"data"`
+}
+
+// Encode returns e as a CloudEvents structured-mode JSON object; the
+// CloudEvents subject is the session ID. Publishers call it directly:
+// json.Marshal(e) gives the same bytes but re-scans them.
+func (e Event) Encode() ([]byte, error) {
+	return json.Marshal(wire{
 		SpecVersion:     SpecVersion,
 		ID:              e.ID,
 		Source:          e.Source,
@@ -126,9 +136,12 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		Subject:         e.Data.SessionID,
 		DataContentType: "application/json",
 		DataSchema:      DataSchema,
-		Data:            data,
+		Data:            e.Data,
 	})
 }
+
+// MarshalJSON implements json.Marshaler with Encode.
+func (e Event) MarshalJSON() ([]byte, error) { return e.Encode() }
 
 // MaxSize bounds an encoded event; a larger one is rejected by Decode.
 const MaxSize = 16 << 10

@@ -9,7 +9,10 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sessionmon/sessionmon/events"
 	"github.com/sessionmon/sessionmon/sessions"
@@ -29,7 +32,8 @@ type Config struct {
 
 type api struct {
 	Config
-	cookieName string
+	cookieName  string
+	validatedOK prometheus.Counter
 }
 
 // Handler returns the API's handler.
@@ -40,7 +44,7 @@ func Handler(c Config) http.Handler {
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
-	a := &api{Config: c, cookieName: c.Service.Policy().CookieName}
+	a := &api{Config: c, cookieName: c.Service.Policy().CookieName, validatedOK: c.Metrics.Validated.WithLabelValues("ok")}
 	mux := http.NewServeMux()
 	route := func(pattern string, h func(http.ResponseWriter, *http.Request, sessions.Caller) error, status int) {
 		mux.Handle(pattern, a.instrument(pattern, a.authed(h, status)))
@@ -90,6 +94,8 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 
 func (a *api) instrument(route string, h http.Handler) http.Handler {
 	hist := a.Metrics.RequestSeconds.WithLabelValues(route)
+	byCode := a.Metrics.Requests.MustCurryWith(prometheus.Labels{"route": route})
+	var counters sync.Map // status -> prometheus.Counter
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
@@ -101,7 +107,11 @@ func (a *api) instrument(route string, h http.Handler) http.Handler {
 				}
 			}
 			hist.Observe(time.Since(start).Seconds())
-			a.Metrics.Requests.WithLabelValues(route, strconv.Itoa(sw.status)).Inc()
+			c, ok := counters.Load(sw.status)
+			if !ok {
+				c, _ = counters.LoadOrStore(sw.status, byCode.WithLabelValues(strconv.Itoa(sw.status)))
+			}
+			c.(prometheus.Counter).Inc()
 		}()
 		h.ServeHTTP(sw, r)
 	})
@@ -207,7 +217,7 @@ func (a *api) validate(w http.ResponseWriter, r *http.Request, c sessions.Caller
 		a.Metrics.Validated.WithLabelValues(string(sessions.ErrorCode(err))).Inc()
 		return err
 	}
-	a.Metrics.Validated.WithLabelValues("ok").Inc()
+	a.validatedOK.Inc()
 	writeJSON(w, http.StatusOK, s)
 	return nil
 }

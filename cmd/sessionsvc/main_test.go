@@ -343,3 +343,45 @@ func TestBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// A session nobody touches again still gets its session.expired event.
+func TestSweeperExpiresIdleSessions(t *testing.T) {
+	rdb := testenv.Redis(t)
+	prefix := testenv.Prefix(t, rdb)
+	ns, nc := testenv.NATS(t)
+	s := start(t, ns.ClientURL(), prefix, "-idle-timeout", "1s")
+	s.login(t, "idle-user")
+	waitStream(t, nc, 2)
+	evs := streamEvents(t, nc)
+	if evs[1].Type != events.SessionExpired || evs[1].Data.Reason != "idle_timeout" || evs[1].Data.Actor != "sweeper" {
+		t.Fatalf("second event %+v", evs[1])
+	}
+}
+
+// With Redis down the service fails closed: 503, never a valid session.
+func TestRedisDownAnswers503(t *testing.T) {
+	ns, _ := testenv.NATS(t)
+	env := map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0", "NATS_URL": ns.ClientURL(), "SESSIONSVC_API_KEYS": appKey}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr := make(chan string, 1)
+	go func() {
+		_ = Run(ctx, []string{"-listen", "127.0.0.1:0"}, func(k string) string { return env[k] }, io.Discard, func(a string) { addr <- a })
+	}()
+	s := &service{url: "http://" + <-addr}
+	tok := "00AAAAAAAAAAAAAAAAAAAAAA." + strings.Repeat("A", 43)
+	for _, c := range []struct {
+		method, path string
+		body         any
+	}{
+		{"POST", "/v1/sessions", map[string]string{"user_id": "a", "ip": "192.0.2.1"}},
+		{"POST", "/v1/sessions/validate", map[string]string{"token": tok, "ip": "192.0.2.1"}},
+		{"POST", "/v1/sessions/logout", map[string]string{"token": tok}},
+		{"GET", "/readyz", nil},
+	} {
+		code, out := s.call(t, c.method, c.path, appKey, c.body)
+		if code != 503 {
+			t.Errorf("%s %s: %d %v, want 503", c.method, c.path, code, out)
+		}
+	}
+}

@@ -79,4 +79,3 @@ func waitMsgs(t *testing.T, s jetstream.Stream, n uint64) {
 	}
 	t.Fatalf("stream did not reach %d events", n)
 }
-

@@ -5,6 +5,8 @@
 # Everything runs on 127.0.0.1 and stops by itself.
 #
 #   scripts/loadtest.sh [duration=20s] [connections=50] [threads=2]
+#   RATE=5000 scripts/loadtest.sh ...   paced to 5,000 req/s in all, for
+#                                       latency below saturation
 #
 # Prints wrk's figures, the server's CPU per validate, and the number of
 # access events that reached JetStream.
@@ -59,7 +61,7 @@ rcpu0=$(cpu_ticks "$redis_pid"); ncpu0=$(cpu_ticks "$nats_pid")
 if [[ -n "${PROFILE:-}" ]]; then
   curl -fsS -o "$PROFILE" "http://127.0.0.1:16060/debug/pprof/profile?seconds=8" &
 fi
-TOKENS="$work/tokens.txt" API_KEY="$KEY" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency \
+CONNS="$CONNS" TOKENS="$work/tokens.txt" API_KEY="$KEY" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency \
   -s scripts/load/validate.lua "http://127.0.0.1:$PORT" | tee "$work/wrk.txt"
 cpu1=$(cpu_ticks)
 rcpu1=$(cpu_ticks "$redis_pid"); ncpu1=$(cpu_ticks "$nats_pid")

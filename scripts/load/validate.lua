@@ -14,6 +14,14 @@ init = function(args)
   wrk.headers["Authorization"] = "Bearer " .. os.getenv("API_KEY")
 end
 
+-- With RATE (requests/s over all connections) and CONNS set, each
+-- connection paces itself, so latency is measured below saturation.
+local pause = nil
+if os.getenv("RATE") and os.getenv("CONNS") then
+  pause = tonumber(os.getenv("CONNS")) * 1000 / tonumber(os.getenv("RATE"))
+end
+if pause then delay = function() return pause end end
+
 local n = 0
 request = function()
   n = n + 1

@@ -5,7 +5,6 @@
 package events
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -97,19 +96,6 @@ type Data struct {
 	PreviousSessionID string `json:"previous_session_id,omitempty"`
 }
 
-// envelope is the wire form.
-type envelope struct {
-	SpecVersion     string          `json:"specversion"`
-	ID              string          `json:"id"`
-	Source          string          `json:"source"`
-	Type            Type            `json:"type"`
-	Time            time.Time       `json:"time"`
-	Subject         string          `json:"subject,omitempty"`
-	DataContentType string          `json:"datacontenttype"`
-	DataSchema      string          `json:"dataschema"`
-	Data            json.RawMessage `json:"data"`
-}
-
 // wire is the encoded form of an event.
 type wire struct {
 	SpecVersion     string    `json:"specversion"`
@@ -166,7 +152,12 @@ func Decode(b []byte) (Event, error) {
 	if len(b) > MaxSize {
 		return Event{}, &DecodeError{Reason: fmt.Sprintf("larger than %d bytes", MaxSize)}
 	}
-	var env envelope
+	// The decoded form is the wire form with data optional, so that a
+	// missing data object is told apart from an empty one.
+	var env struct {
+		wire
+		Data *Data `json:"data"`
+	}
 	if err := json.Unmarshal(b, &env); err != nil {
 		return Event{}, &DecodeError{Field: jsonField(err), Reason: err.Error()}
 	}
@@ -183,19 +174,10 @@ func Decode(b []byte) (Event, error) {
 		return Event{}, &DecodeError{Field: "time", Reason: "missing"}
 	case env.DataSchema != DataSchema:
 		return Event{}, &DecodeError{Field: "dataschema", Reason: fmt.Sprintf("want %q, got %q", DataSchema, env.DataSchema)}
-	case len(bytes.TrimSpace(env.Data)) == 0 || bytes.Equal(bytes.TrimSpace(env.Data), []byte("null")):
+	case env.Data == nil:
 		return Event{}, &DecodeError{Field: "data", Reason: "missing"}
 	}
-	var d Data
-	if err := json.Unmarshal(env.Data, &d); err != nil {
-		f := jsonField(err)
-		if f != "" {
-			f = "data." + f
-		} else {
-			f = "data"
-		}
-		return Event{}, &DecodeError{Field: f, Reason: err.Error()}
-	}
+	d := *env.Data
 	if d.UserID == "" {
 		return Event{}, &DecodeError{Field: "data.user_id", Reason: "missing"}
 	}

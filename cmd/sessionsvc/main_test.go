@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionmon/sessionmon/events"
 	"github.com/sessionmon/sessionmon/internal/testenv"
@@ -285,10 +286,7 @@ func TestNoEventLostWhileNATSIsDown(t *testing.T) {
 	if len(evs) != want || len(ids) != want {
 		t.Fatalf("stream holds %d events with %d distinct IDs, want %d", len(evs), len(ids), want)
 	}
-	var depth int64
-	for p := range events.Partitions {
-		depth += rdb.XLen(context.Background(), fmt.Sprintf("%s:{%02d}:o", prefix, p)).Val()
-	}
+	depth := outboxDepth(rdb, prefix)
 	if depth != 0 {
 		t.Fatalf("outbox still holds %d events", depth)
 	}
@@ -307,10 +305,7 @@ func TestShutdownFlushesOutbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitStream(t, nc, 100)
-	var depth int64
-	for p := range events.Partitions {
-		depth += rdb.XLen(context.Background(), fmt.Sprintf("%s:{%02d}:o", prefix, p)).Val()
-	}
+	depth := outboxDepth(rdb, prefix)
 	if depth != 0 {
 		t.Fatalf("outbox holds %d events after shutdown", depth)
 	}
@@ -384,4 +379,13 @@ func TestRedisDownAnswers503(t *testing.T) {
 			t.Errorf("%s %s: %d %v, want 503", c.method, c.path, code, out)
 		}
 	}
+}
+
+// outboxDepth counts the events left in the outboxes of a key prefix.
+func outboxDepth(rdb *redis.Client, prefix string) int64 {
+	var depth int64
+	for p := range events.Partitions {
+		depth += rdb.XLen(context.Background(), fmt.Sprintf("%s:{%02d}:o", prefix, p)).Val()
+	}
+	return depth
 }

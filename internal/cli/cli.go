@@ -28,7 +28,11 @@ func New(name string, getenv func(string) string, out io.Writer) *FlagSet {
 	return &FlagSet{FlagSet: fs, getenv: getenv, env: map[string]string{}}
 }
 
+// bind ties a flag to its environment variable; "" means none.
 func (f *FlagSet) bind(name, env string) string {
+	if env == "" {
+		return ""
+	}
 	f.env[name] = env
 	return fmt.Sprintf(" (env %s)", env)
 }

@@ -1,0 +1,52 @@
+package cli
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestEnvFallbackAndPrecedence(t *testing.T) {
+	env := map[string]string{"APP_TIMEOUT": "5m", "APP_NAME": "from-env"}
+	fs := New("app", func(k string) string { return env[k] }, io.Discard)
+	var d time.Duration
+	var name, other string
+	var n int
+	fs.Duration(&d, "timeout", "APP_TIMEOUT", time.Second, "")
+	fs.String(&name, "name", "APP_NAME", "default", "")
+	fs.String(&other, "other", "", "plain", "")
+	fs.Int(&n, "n", "APP_N", 3, "")
+	if err := fs.Parse([]string{"-name", "from-flag"}); err != nil {
+		t.Fatal(err)
+	}
+	if d != 5*time.Minute || name != "from-flag" || other != "plain" || n != 3 {
+		t.Fatalf("timeout %s name %q other %q n %d", d, name, other, n)
+	}
+	if fs.Setting("timeout") != "APP_TIMEOUT (-timeout)" || fs.Setting("other") != "-other" {
+		t.Fatal(fs.Setting("timeout"), fs.Setting("other"))
+	}
+}
+
+func TestBadEnvNamesTheVariable(t *testing.T) {
+	fs := New("app", func(k string) string { return map[string]string{"APP_N": "many"}[k] }, io.Discard)
+	var n int
+	fs.Int(&n, "n", "APP_N", 3, "")
+	err := fs.Parse(nil)
+	if err == nil || !strings.HasPrefix(err.Error(), `APP_N: invalid value "many"`) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestLogger(t *testing.T) {
+	for _, c := range []struct{ level, format, want string }{
+		{"loud", "json", "log level"}, {"info", "xml", "log format"},
+	} {
+		if _, err := Logger(io.Discard, c.level, c.format); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v", c, err)
+		}
+	}
+	if _, err := Logger(io.Discard, "debug", "text"); err != nil {
+		t.Fatal(err)
+	}
+}

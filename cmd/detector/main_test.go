@@ -1,0 +1,62 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/sessionmon/sessionmon/events"
+	"github.com/sessionmon/sessionmon/geo/geotest"
+)
+
+func TestReplay(t *testing.T) {
+	p := geotest.MustBuild(t)
+	env := map[string]string{"GEOIP_CITY_DB": p.City, "GEOIP_ASN_DB": p.ASN, "GEOIP_ANONYMOUS_DB": p.Anonymous}
+	var out, errOut bytes.Buffer
+	dir := "../../rules/testdata/impossible-travel-across-sessions/"
+	err := Run(context.Background(), []string{"replay", "-rules", dir + "rules.yaml", "-events", dir + "events.jsonl"},
+		func(k string) string { return env[k] }, nil, &out, &errOut)
+	if err != nil {
+		t.Fatal(err, errOut.String())
+	}
+	var a events.Alert
+	if err := json.Unmarshal(out.Bytes(), &a); err != nil || a.Rule != "impossible-travel" || a.Action != "reauth" {
+		t.Fatalf("alert %s (%v)", out.String(), err)
+	}
+	if !strings.Contains(errOut.String(), "replayed 2 events with 1 rules") {
+		t.Fatalf("summary: %s", errOut.String())
+	}
+}
+
+func TestReplayErrors(t *testing.T) {
+	none := func(string) string { return "" }
+	cases := []struct {
+		args  []string
+		stdin string
+		want  string
+	}{
+		{nil, "", "usage: detector replay"},
+		{[]string{"serve"}, "", `unknown command "serve"`},
+		{[]string{"replay", "-rules", "/nonexistent.yaml"}, "", "rules file: open /nonexistent.yaml"},
+		{[]string{"replay", "-events", "/nonexistent.jsonl"}, "", "events file: open /nonexistent.jsonl"},
+		{[]string{"replay"}, "{\"specversion\":\"1.0\"}\n", `-: line 1: event: field "id": missing`},
+		{[]string{"replay"}, "\n\nnot json\n", "-: line 3: event:"},
+	}
+	for _, c := range cases {
+		err := Run(context.Background(), c.args, none, strings.NewReader(c.stdin), io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: got %v, want %q", c.args, err, c.want)
+		}
+	}
+	// Without a GeoIP database the geographic rules are off, with a warning.
+	var errOut bytes.Buffer
+	if err := Run(context.Background(), []string{"replay"}, none, strings.NewReader(""), io.Discard, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(errOut.String(), "warning: no GeoIP city database") {
+		t.Fatalf("no warning: %s", errOut.String())
+	}
+}

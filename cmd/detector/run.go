@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/sessionmon/sessionmon/detector"
+	"github.com/sessionmon/sessionmon/geo"
+	"github.com/sessionmon/sessionmon/internal/cli"
+	"github.com/sessionmon/sessionmon/rules"
+)
+
+// Run runs a detector subcommand.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("usage: detector replay -events FILE [-rules FILE] [-geoip-city DB]")
+	}
+	switch args[0] {
+	case "replay":
+		return replay(args[1:], getenv, stdin, stdout, stderr)
+	}
+	return fmt.Errorf("unknown command %q (want replay)", args[0])
+}
+
+// geoFlags are the GeoIP settings shared by the detector's commands.
+type geoFlags struct {
+	city, asn, anonymous, overrides string
+}
+
+func (g *geoFlags) register(fs *cli.FlagSet) {
+	fs.String(&g.city, "geoip-city", "GEOIP_CITY_DB", "", "GeoIP2/GeoLite2 City database (geographic rules are off without one)")
+	fs.String(&g.asn, "geoip-asn", "GEOIP_ASN_DB", "", "GeoLite2 ASN database (optional)")
+	fs.String(&g.anonymous, "geoip-anonymous", "GEOIP_ANONYMOUS_DB", "", "GeoIP2 Anonymous IP database (optional)")
+	fs.String(&g.overrides, "geoip-overrides", "GEOIP_OVERRIDES", "", "YAML file mapping internal CIDRs to locations (optional)")
+}
+
+// open returns the resolver; without a city database, geo.None and a
+// warning: the geographic rules are off, everything else runs.
+func (g *geoFlags) open(warn io.Writer) (geo.Resolver, func(), error) {
+	if g.city == "" {
+		fmt.Fprintln(warn, "detector: warning: no GeoIP city database (GEOIP_CITY_DB): impossible travel and new country are off")
+		return geo.None{}, func() {}, nil
+	}
+	cfg := geo.Config{CityDB: g.city, ASNDB: g.asn, AnonymousDB: g.anonymous}
+	if g.overrides != "" {
+		f, err := os.Open(g.overrides)
+		if err != nil {
+			return nil, nil, fmt.Errorf("GEOIP_OVERRIDES: %w", err)
+		}
+		cfg.Overrides, err = geo.ParseOverrides(g.overrides, f)
+		f.Close()
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	m, err := geo.Open(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, func() { _ = m.Close() }, nil
+}
+
+func loadRules(path string) (*rules.Set, error) {
+	if path == "" {
+		return rules.Default(), nil
+	}
+	return rules.Load(path)
+}
+
+func replay(args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := cli.New("detector replay", getenv, stderr)
+	var rulesFile, eventsFile string
+	var g geoFlags
+	fs.String(&rulesFile, "rules", "RULES_FILE", "", "rules file (the built-in rules without one)")
+	fs.String(&eventsFile, "events", "", "-", "events file, JSON lines; - for standard input")
+	g.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	set, err := loadRules(rulesFile)
+	if err != nil {
+		return err
+	}
+	res, closeGeo, err := g.open(stderr)
+	if err != nil {
+		return err
+	}
+	defer closeGeo()
+	in := stdin
+	if eventsFile != "-" {
+		f, err := os.Open(eventsFile)
+		if err != nil {
+			return fmt.Errorf("events file: %w", err)
+		}
+		defer f.Close()
+		in = f
+	}
+	st, err := detector.Replay(detector.New(set, res), in, stdout)
+	if err != nil {
+		return fmt.Errorf("%s: %w", eventsFile, err)
+	}
+	fmt.Fprintf(stderr, "detector: replayed %d events with %d rules (%s): %d alerts\n", st.Events, len(set.Rules), set.Source, st.Alerts)
+	return nil
+}

@@ -1,0 +1,56 @@
+package detector
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/sessionmon/sessionmon/events"
+)
+
+// ReplayStats counts what a replay saw.
+type ReplayStats struct {
+	Events int
+	Alerts int
+}
+
+// Replay feeds the events of r (JSON lines, one CloudEvent each, in stream
+// order) to the engine and writes each alert it raises to w as a JSON line.
+// It runs on the events' own clock, so the same input gives the same
+// output. A line that is not a valid event stops the replay with an error
+// naming the line.
+func Replay(e *Engine, r io.Reader, w io.Writer) (ReplayStats, error) {
+	var st ReplayStats
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), events.MaxSize+1)
+	enc := json.NewEncoder(w)
+	for line := 1; sc.Scan(); line++ {
+		b := sc.Bytes()
+		if len(trimSpace(b)) == 0 {
+			continue
+		}
+		ev, err := events.Decode(b)
+		if err != nil {
+			return st, fmt.Errorf("line %d: %w", line, err)
+		}
+		st.Events++
+		for _, a := range e.Process(ev) {
+			st.Alerts++
+			if err := enc.Encode(a); err != nil {
+				return st, err
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return st, fmt.Errorf("reading events: %w", err)
+	}
+	return st, nil
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\r') {
+		b = b[1:]
+	}
+	return b
+}

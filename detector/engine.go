@@ -46,12 +46,8 @@ type located struct {
 }
 
 func (l *located) ref(e *Engine) events.EventRef {
-	loc := e.locate(l.ip)
 	r := events.EventRef{ID: l.id, Type: l.typ, Time: l.t, SessionID: l.session, IP: l.ip.String(), UserAgent: l.ua}
-	if loc.Known {
-		r.Country, r.City, r.Lat, r.Lon, r.AccuracyKm, r.ASN = loc.Country, loc.City, loc.Lat, loc.Lon, loc.AccuracyKm, loc.ASN
-	}
-	return r
+	return placed(r, e.locate(l.ip))
 }
 
 type userState struct {
@@ -216,6 +212,11 @@ func (e *Engine) locate(ip netip.Addr) geo.Location {
 
 func refOf(ev events.Event, loc geo.Location) events.EventRef {
 	r := events.EventRef{ID: ev.ID, Type: ev.Type, Time: ev.Time, SessionID: ev.Data.SessionID, IP: ev.Data.IP, UserAgent: ev.Data.UserAgent}
+	return placed(r, loc)
+}
+
+// placed adds where an event happened to its reference.
+func placed(r events.EventRef, loc geo.Location) events.EventRef {
 	if loc.Known {
 		r.Country, r.City, r.Lat, r.Lon, r.AccuracyKm, r.ASN = loc.Country, loc.City, loc.Lat, loc.Lon, loc.AccuracyKm, loc.ASN
 	}
@@ -459,10 +460,7 @@ func (e *Engine) recentRefs(sid string, s *sessionState) []events.EventRef {
 			continue
 		}
 		r := events.EventRef{ID: a.id, Type: a.typ, Time: a.t, SessionID: sid, IP: a.ip.String(), UserAgent: a.ua}
-		if loc := e.locate(a.ip); loc.Known {
-			r.Country, r.City, r.Lat, r.Lon, r.AccuracyKm, r.ASN = loc.Country, loc.City, loc.Lat, loc.Lon, loc.AccuracyKm, loc.ASN
-		}
-		out = append(out, r)
+		out = append(out, placed(r, e.locate(a.ip)))
 	}
 	return out
 }

@@ -179,7 +179,7 @@ func (e *Engine) Process(ev events.Event) []events.Alert {
 		out = append(out, e.newCountry(ev, ref, ip, loc, u)...)
 		if ev.Data.SessionID != "" {
 			s := e.session(ev.Data.SessionID, ev.Data.UserID, ev.Time)
-			out = append(out, e.shared(ev, ref, ip, s)...)
+			out = append(out, e.shared(ev, ip, s)...)
 			if ev.Type == events.SessionAccessed {
 				out = append(out, e.burst(ev, ref, ip, s)...)
 			}
@@ -395,7 +395,7 @@ func (e *Engine) newCountry(ev events.Event, ref events.EventRef, ip netip.Addr,
 	return out
 }
 
-func (e *Engine) shared(ev events.Event, ref events.EventRef, ip netip.Addr, s *sessionState) []events.Alert {
+func (e *Engine) shared(ev events.Event, ip netip.Addr, s *sessionState) []events.Alert {
 	prevIP, prevUA := s.lastIP, s.ua
 	copy(s.recent[:], s.recent[1:])
 	s.recent[len(s.recent)-1] = access{id: ev.ID, t: ev.Time, typ: intern(ev.Type), ip: ip, ua: ev.Data.UserAgent}

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -125,7 +124,3 @@ func writeError(w http.ResponseWriter, err error) int {
 }
 
 var errNotFoundRoute = &sessions.Error{Code: sessions.CodeNoSuchID, Message: "no such endpoint"}
-
-func errMethod(allowed string) error {
-	return &sessions.Error{Code: sessions.CodeInvalid, Message: fmt.Sprintf("method not allowed; use %s", allowed)}
-}

@@ -176,7 +176,7 @@ func (r *Relay) relay(ctx context.Context, p int, lost <-chan struct{}) {
 		}
 		if ctx.Err() != nil {
 			dctx, cancel := context.WithTimeout(context.Background(), r.cfg.DrainTimeout)
-			n, err := r.drain(dctx, p, key, last)
+			n, err := r.drain(dctx, key, last)
 			cancel()
 			if err != nil {
 				log.Error("outbox not flushed at shutdown; the next relay publishes it", "err", err)
@@ -217,7 +217,7 @@ func (r *Relay) relay(ctx context.Context, p int, lost <-chan struct{}) {
 }
 
 // drain publishes everything left in a partition's outbox.
-func (r *Relay) drain(ctx context.Context, p int, key, last string) (int, error) {
+func (r *Relay) drain(ctx context.Context, key, last string) (int, error) {
 	total := 0
 	for {
 		id, n, err := r.step(ctx, key, last, -1)

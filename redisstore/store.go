@@ -383,7 +383,7 @@ func storeErr(op string, err error) error {
 		return fmt.Errorf("redis %s: %w", op, err)
 	}
 	var rerr redis.Error
-	if errors.As(err, &rerr) && !errors.Is(err, redis.ErrClosed) {
+	if errors.As(err, &rerr) {
 		msg := rerr.Error()
 		for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "OOM", "MOVED", "ASK"} {
 			if strings.HasPrefix(msg, p) {

@@ -3,13 +3,12 @@ package events
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"time"
 )
 
 // The alert stream. Alerts are published on alerts.<partition>.<rule> in the
-// ALERTS stream, each a CloudEvent of type AlertRaised whose data is an
+// ALERTS stream (which holds the actions too, see Action), each a CloudEvent of type AlertRaised whose data is an
 // Alert. The partition is the user's (or, for alerts about an IP, that of
 // the IP's text), so per-user order holds for alerts as for events.
 const (
@@ -105,21 +104,7 @@ func AlertSubject(a Alert) string {
 
 // EncodeAlert wraps an alert in a CloudEvent of type AlertRaised.
 func EncodeAlert(a Alert, source string) ([]byte, error) {
-	data, err := json.Marshal(a)
-	if err != nil {
-		return nil, err
-	}
-	return json.Marshal(struct {
-		SpecVersion     string          `json:"specversion"`
-		ID              string          `json:"id"`
-		Source          string          `json:"source"`
-		Type            string          `json:"type"`
-		Time            time.Time       `json:"time"`
-		Subject         string          `json:"subject,omitempty"`
-		DataContentType string          `json:"datacontenttype"`
-		DataSchema      string          `json:"dataschema"`
-		Data            json.RawMessage `json:"data"`
-	}{SpecVersion, a.ID, source, AlertRaised, a.Time.UTC(), a.UserID, "application/json", AlertSchema, data})
+	return encodeEnvelope(a.ID, source, AlertRaised, a.Time, a.UserID, AlertSchema, a)
 }
 
 // AlertSchema names the version of the alert payload.

@@ -12,7 +12,7 @@ import (
 )
 
 // DeadLetterStreamName is the stream that keeps what consumers could not
-// decode, on deadletter.<stream>.<consumer>, for people to look at.
+// decode, on deadletter.<original subject>, for people to look at.
 const DeadLetterStreamName = "DEADLETTER"
 
 // DeadLetterReasonHeader carries why a message was dead-lettered.
@@ -104,13 +104,13 @@ func (p *AlertPublisher) PublishAction(ctx context.Context, a events.Action) err
 }
 
 // DeadLetter stores a message a consumer could not handle on
-// deadletter.<stream>.<consumer>, with the original subject and the reason
-// in headers.
-func (p *AlertPublisher) DeadLetter(ctx context.Context, stream, consumer, subject string, data []byte, reason string) error {
-	m := nats.NewMsg(fmt.Sprintf("deadletter.%s.%s", stream, consumer))
+// deadletter.<original subject>, with the reason and the consumer (the
+// publisher's source) in headers.
+func (p *AlertPublisher) DeadLetter(ctx context.Context, subject string, data []byte, reason string) error {
+	m := nats.NewMsg("deadletter." + subject)
 	m.Data = data
 	m.Header.Set(DeadLetterReasonHeader, reason)
-	m.Header.Set("Sessionmon-Original-Subject", subject)
+	m.Header.Set("Sessionmon-Consumer", p.source)
 	if _, err := p.js.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("publish dead letter: %w", err)
 	}

@@ -151,6 +151,16 @@ type Set struct {
 	Source string // file name, or "built-in"
 }
 
+// Version identifies the whole set: a hash of its rules' names and
+// versions, in order.
+func (s *Set) Version() string {
+	h := sha256.New()
+	for _, r := range s.Rules {
+		h.Write([]byte(r.Name + "\x00" + r.Version + "\x00"))
+	}
+	return hex.EncodeToString(h.Sum(nil)[:6])
+}
+
 // ByType returns the enabled rules of a type.
 func (s *Set) ByType(t Type) []*Rule {
 	var out []*Rule

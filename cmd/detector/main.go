@@ -1,5 +1,11 @@
 // Command detector finds session abuse in sessionmon's event stream.
 //
+//	detector run [-group G -groups N] [-rules FILE] [-geoip-city DB ...]
+//
+// consumes the session events of its partition group from JetStream,
+// raises alerts on the ALERTS stream and enforces their actions through the
+// session service (SESSIONSVC_URL); SIGHUP reloads the rules file.
+//
 //	detector replay -events FILE [-rules FILE] [-geoip-city DB ...]
 //
 // replays a file of events (JSON lines, one CloudEvent each) through the

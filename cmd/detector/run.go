@@ -16,13 +16,15 @@ import (
 // Run runs a detector subcommand.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: detector replay -events FILE [-rules FILE] [-geoip-city DB]")
+		return errors.New("usage: detector run [flags] | detector replay -events FILE [-rules FILE] [-geoip-city DB]")
 	}
 	switch args[0] {
+	case "run":
+		return run(ctx, args[1:], getenv, stderr)
 	case "replay":
 		return replay(args[1:], getenv, stdin, stdout, stderr)
 	}
-	return fmt.Errorf("unknown command %q (want replay)", args[0])
+	return fmt.Errorf("unknown command %q (want run or replay)", args[0])
 }
 
 // geoFlags are the GeoIP settings shared by the detector's commands.

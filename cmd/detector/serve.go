@@ -1,0 +1,320 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sessionmon/sessionmon/client"
+	"github.com/sessionmon/sessionmon/detector"
+	"github.com/sessionmon/sessionmon/eventbus"
+	"github.com/sessionmon/sessionmon/events"
+	"github.com/sessionmon/sessionmon/geo"
+	"github.com/sessionmon/sessionmon/internal/cli"
+)
+
+// runConfig is the configuration of `detector run`.
+type runConfig struct {
+	Listen        string
+	NATSURL       string
+	SessionsvcURL string
+	APIKey        string
+	RulesFile     string
+	Group, Groups int
+	Warmup        time.Duration
+	GeoReload     time.Duration
+	StreamMaxAge  time.Duration
+	Replicas      int
+	LogLevel      string
+	LogFormat     string
+	geo           geoFlags
+	partitions    []int
+}
+
+func parseRunConfig(args []string, getenv func(string) string, out io.Writer) (*runConfig, error) {
+	c := &runConfig{}
+	fs := cli.New("detector run", getenv, out)
+	fs.String(&c.Listen, "listen", "DETECTOR_LISTEN", "127.0.0.1:8081", "HTTP listen address of /metrics, /healthz and /readyz")
+	fs.String(&c.NATSURL, "nats-url", "NATS_URL", "nats://127.0.0.1:4222", "NATS URL")
+	fs.String(&c.SessionsvcURL, "sessionsvc-url", "SESSIONSVC_URL", "", "session service base URL for enforcement (enforcement is off without one)")
+	fs.String(&c.APIKey, "sessionsvc-api-key", "SESSIONSVC_API_KEY", "", "admin API key of the session service")
+	fs.String(&c.RulesFile, "rules", "RULES_FILE", "", "rules file (the built-in rules without one); reloaded on SIGHUP")
+	fs.Int(&c.Group, "group", "DETECTOR_GROUP", 0, "this detector's partition group, 0 to groups-1")
+	fs.Int(&c.Groups, "groups", "DETECTOR_GROUPS", 1, "number of detector groups splitting the 16 partitions (1, 2, 4, 8 or 16)")
+	fs.Duration(&c.Warmup, "warmup", "DETECTOR_WARMUP", time.Hour, "history replayed at start to rebuild windows, without acting")
+	fs.Duration(&c.GeoReload, "geoip-reload-interval", "GEOIP_RELOAD_INTERVAL", time.Minute, "how often to check the GeoIP files for changes")
+	fs.Duration(&c.StreamMaxAge, "stream-max-age", "STREAM_MAX_AGE", eventbus.DefaultStreamOptions().MaxAge, "how long the ALERTS and DEADLETTER streams keep messages")
+	fs.Int(&c.Replicas, "stream-replicas", "STREAM_REPLICAS", 1, "replicas of the ALERTS and DEADLETTER streams")
+	fs.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	fs.String(&c.LogFormat, "log-format", "LOG_FORMAT", "json", "json or text")
+	c.geo.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	var errs []error
+	bad := func(flag string, err error) { errs = append(errs, fmt.Errorf("%s: %w", fs.Setting(flag), err)) }
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen", err)
+	}
+	if c.NATSURL == "" {
+		bad("nats-url", errors.New("required"))
+	}
+	if c.SessionsvcURL != "" && c.APIKey == "" {
+		bad("sessionsvc-api-key", errors.New("required with "+fs.Setting("sessionsvc-url")))
+	}
+	if c.Groups < 1 || c.Groups > events.Partitions {
+		bad("groups", fmt.Errorf("must be 1 to %d, got %d", events.Partitions, c.Groups))
+	} else if c.Group < 0 || c.Group >= c.Groups {
+		bad("group", fmt.Errorf("must be 0 to %d (groups-1), got %d", c.Groups-1, c.Group))
+	}
+	if c.Warmup < 0 {
+		bad("warmup", errors.New("must not be negative"))
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		bad("stream-replicas", fmt.Errorf("must be 1 to 5, got %d", c.Replicas))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	c.partitions, _ = detector.Partitions(c.Group, c.Groups)
+	return c, nil
+}
+
+// runHooks let tests drive a running detector.
+type runHooks struct {
+	listening func(addr string)
+	reload    <-chan struct{}
+}
+
+// run is `detector run`: the detector service, reloading its rules on
+// SIGHUP.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := parseRunConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				select {
+				case reload <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return serve(ctx, cfg, stderr, runHooks{reload: reload})
+}
+
+func serve(ctx context.Context, cfg *runConfig, stderr io.Writer, hooks runHooks) error {
+	log, err := cli.Logger(stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+	log = log.With("service", "detector", "group", cfg.Group, "groups", cfg.Groups)
+	set, err := loadRules(cfg.RulesFile)
+	if err != nil {
+		return err
+	}
+	res, closeGeo, err := cfg.geo.open(stderr)
+	if err != nil {
+		return err
+	}
+	defer closeGeo()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := detector.NewMetrics(reg)
+	metrics.Reloaded(true, set.Version())
+
+	nc, err := nats.Connect(cfg.NATSURL, nats.Name(fmt.Sprintf("detector-%d-of-%d", cfg.Group, cfg.Groups)),
+		nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }))
+	if err != nil {
+		return fmt.Errorf("NATS_URL: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	opts := eventbus.DefaultStreamOptions()
+	opts.MaxAge, opts.Replicas = cfg.StreamMaxAge, cfg.Replicas
+	if err := ensureAlertStreams(sctx, js, opts); err != nil {
+		return err
+	}
+	source, err := eventbus.OpenDetectorSource(sctx, js, cfg.partitions, eventbus.SourceOptions{Log: log})
+	if err != nil {
+		return err
+	}
+	reg.MustRegister(eventbus.NewLagCollector(js, events.StreamName, source.Consumers))
+	pub := eventbus.NewAlertPublisher(js, "detector")
+
+	var enforcer *detector.Enforcer
+	if cfg.SessionsvcURL != "" {
+		api, err := client.New(cfg.SessionsvcURL, cfg.APIKey)
+		if err != nil {
+			return fmt.Errorf("SESSIONSVC_URL: %w", err)
+		}
+		alerts, err := eventbus.OpenEnforcerSource(sctx, js)
+		if err != nil {
+			return err
+		}
+		reg.MustRegister(eventbus.NewLagCollector(js, events.AlertStreamName, func() []string { return []string{eventbus.EnforcerConsumer} }))
+		enforcer = detector.NewEnforcer(api, alerts, pub, log.With("component", "enforcer"), metrics)
+	} else {
+		log.Warn("no SESSIONSVC_URL: alerts are raised but no session is revoked or sent to re-auth")
+	}
+	cancel()
+
+	svc := detector.NewService(detector.ServiceConfig{
+		Engine: detector.New(set, res), Source: source, Sink: pub, Warmup: cfg.Warmup, Log: log, Metrics: metrics,
+	})
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		checks := map[string]string{"nats": nc.Status().String(), "warmup": "done"}
+		code := http.StatusOK
+		select {
+		case <-svc.Ready():
+		default:
+			checks["warmup"], code = "running", http.StatusServiceUnavailable
+		}
+		if !nc.IsConnected() {
+			code = http.StatusServiceUnavailable
+		}
+		writeJSON(w, code, checks)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("DETECTOR_LISTEN: %w", err)
+	}
+	log.Info("detector started", "addr", ln.Addr().String(), "partitions", cfg.partitions, "rules", len(set.Rules),
+		"rules_source", set.Source, "rules_version", set.Version(), "warmup", cfg.Warmup, "enforcement", enforcer != nil)
+	if hooks.listening != nil {
+		hooks.listening(ln.Addr().String())
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	g.Go(func() error {
+		defer source.Flush()
+		return svc.Run(gctx)
+	})
+	if enforcer != nil {
+		g.Go(func() error { return enforcer.Run(gctx) })
+	}
+	if m, ok := res.(*geo.MaxMind); ok && cfg.GeoReload > 0 {
+		g.Go(func() error { m.Watch(gctx, cfg.GeoReload); return nil })
+	}
+	g.Go(func() error { return reloadLoop(gctx, svc, cfg.RulesFile, hooks.reload, metrics, log) })
+	g.Go(func() error { return statsLoop(gctx, svc, metrics) })
+	err = g.Wait()
+	log.Info("detector stopped")
+	return err
+}
+
+// ensureAlertStreams creates or updates the streams the detector writes
+// (ALERTS, DEADLETTER); the SESSIONS stream it reads must exist (the
+// session service creates it) and is not reconfigured here.
+func ensureAlertStreams(ctx context.Context, js jetstream.JetStream, o eventbus.StreamOptions) error {
+	for _, sc := range []jetstream.StreamConfig{eventbus.AlertStreamConfig(o), eventbus.DeadLetterStreamConfig(o)} {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("jetstream: ensure stream %s: %w", sc.Name, err)
+		}
+	}
+	if _, err := js.Stream(ctx, events.StreamName); err != nil {
+		return fmt.Errorf("jetstream: stream %s (created by sessionsvc): %w", events.StreamName, err)
+	}
+	return nil
+}
+
+// reloadLoop reloads the rules file on each signal. A bad file is logged
+// with the rule, field and reason; the running rules stay in force.
+func reloadLoop(ctx context.Context, svc *detector.Service, path string, reload <-chan struct{}, m *detector.Metrics, log *slog.Logger) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-reload:
+		}
+		set, err := loadRules(path)
+		if err != nil {
+			m.Reloaded(false, "")
+			log.Error("rules reload failed; the running rules stay in force", "err", err)
+			continue
+		}
+		if err := svc.Reload(ctx, set); err != nil {
+			return nil
+		}
+		m.Reloaded(true, set.Version())
+		log.Info("rules reloaded", "rules", len(set.Rules), "source", set.Source, "version", set.Version())
+	}
+}
+
+// statsLoop refreshes the state gauges every few seconds.
+func statsLoop(ctx context.Context, svc *detector.Service, m *detector.Metrics) error {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if st, err := svc.Stats(ctx); err == nil {
+				m.SetState(st)
+			}
+		}
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -175,7 +175,7 @@ func TestServiceWarmupDoesNotRefire(t *testing.T) {
 	if st.Sessions != 2 {
 		t.Fatalf("state after warm-up: %+v (the event older than the warm-up must not count)", st)
 	}
-	src.deliver(access(6, "u", sid))                      // in cooldown: no second alert
+	src.deliver(access(6, "u", sid))                        // in cooldown: no second alert
 	src.deliver(access(7, "v", "05BBBBBBBBBBBBBBBBBBBBBB")) // third within the window: fires
 	waitFor(t, "two acks", func() bool { return len(src.acked()) == 2 })
 	alerts, _, _ := sink.snapshot()

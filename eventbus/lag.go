@@ -2,6 +2,8 @@ package eventbus
 
 import (
 	"context"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -15,20 +17,28 @@ import (
 // consumer registers one for its consumers.
 type LagCollector struct {
 	js        jetstream.JetStream
-	stream    string
-	consumers func() []string
+	mu        sync.Mutex
+	consumers [][2]string // stream, consumer
 	pending   *prometheus.Desc
 	ackPend   *prometheus.Desc
 }
 
-// NewLagCollector returns a collector for the consumers of stream that
-// consumers lists (called at each scrape).
-func NewLagCollector(js jetstream.JetStream, stream string, consumers func() []string) *LagCollector {
-	return &LagCollector{js: js, stream: stream, consumers: consumers,
+// NewLagCollector returns a collector of no consumers yet; Add them.
+func NewLagCollector(js jetstream.JetStream) *LagCollector {
+	return &LagCollector{js: js,
 		pending: prometheus.NewDesc("sessionmon_consumer_pending_messages",
 			"Messages stored in the stream that the consumer has not been delivered yet (its lag).", []string{"stream", "consumer"}, nil),
 		ackPend: prometheus.NewDesc("sessionmon_consumer_ack_pending_messages",
 			"Messages delivered to the consumer and not yet acknowledged.", []string{"stream", "consumer"}, nil),
+	}
+}
+
+// Add reports the lag of consumers of stream.
+func (c *LagCollector) Add(stream string, consumers ...string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, name := range consumers {
+		c.consumers = append(c.consumers, [2]string{stream, name})
 	}
 }
 
@@ -43,8 +53,12 @@ func (c *LagCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *LagCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	for _, name := range c.consumers() {
-		cons, err := c.js.Consumer(ctx, c.stream, name)
+	c.mu.Lock()
+	consumers := slices.Clone(c.consumers)
+	c.mu.Unlock()
+	for _, sc := range consumers {
+		stream, name := sc[0], sc[1]
+		cons, err := c.js.Consumer(ctx, stream, name)
 		if err != nil {
 			continue
 		}
@@ -52,7 +66,7 @@ func (c *LagCollector) Collect(ch chan<- prometheus.Metric) {
 		if err != nil {
 			continue
 		}
-		ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(ci.NumPending), c.stream, name)
-		ch <- prometheus.MustNewConstMetric(c.ackPend, prometheus.GaugeValue, float64(ci.NumAckPending), c.stream, name)
+		ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(ci.NumPending), stream, name)
+		ch <- prometheus.MustNewConstMetric(c.ackPend, prometheus.GaugeValue, float64(ci.NumAckPending), stream, name)
 	}
 }

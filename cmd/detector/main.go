@@ -19,12 +19,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/sessionmon/sessionmon/app/detectorsvc"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := Run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
+	if err := detectorsvc.Run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "detector:", err)
 		os.Exit(1)
 	}

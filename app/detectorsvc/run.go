@@ -1,4 +1,7 @@
-package main
+// Package detectorsvc is the detector program (cmd/detector): `detector run`
+// consumes the event stream and enforces alerts; `detector replay` runs
+// rules over a file of events.
+package detectorsvc
 
 import (
 	"context"

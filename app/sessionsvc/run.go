@@ -1,4 +1,7 @@
-package main
+// Package sessionsvc is the session service program (cmd/sessionsvc):
+// configuration, wiring of the session domain to Redis, NATS and HTTP, and
+// its lifecycle.
+package sessionsvc
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package main
+package detectorsvc
 
 import (
 	"context"
@@ -177,7 +177,9 @@ func serve(ctx context.Context, cfg *runConfig, stderr io.Writer, hooks runHooks
 	if err != nil {
 		return err
 	}
-	reg.MustRegister(eventbus.NewLagCollector(js, events.StreamName, source.Consumers))
+	lag := eventbus.NewLagCollector(js)
+	lag.Add(events.StreamName, source.Consumers()...)
+	reg.MustRegister(lag)
 	pub := eventbus.NewAlertPublisher(js, "detector")
 
 	var enforcer *detector.Enforcer
@@ -190,7 +192,7 @@ func serve(ctx context.Context, cfg *runConfig, stderr io.Writer, hooks runHooks
 		if err != nil {
 			return err
 		}
-		reg.MustRegister(eventbus.NewLagCollector(js, events.AlertStreamName, func() []string { return []string{eventbus.EnforcerConsumer} }))
+		lag.Add(events.AlertStreamName, eventbus.EnforcerConsumer)
 		enforcer = detector.NewEnforcer(api, alerts, pub, log.With("component", "enforcer"), metrics)
 	} else {
 		log.Warn("no SESSIONSVC_URL: alerts are raised but no session is revoked or sent to re-auth")
@@ -260,16 +262,24 @@ func serve(ctx context.Context, cfg *runConfig, stderr io.Writer, hooks runHooks
 }
 
 // ensureAlertStreams creates or updates the streams the detector writes
-// (ALERTS, DEADLETTER); the SESSIONS stream it reads must exist (the
-// session service creates it) and is not reconfigured here.
+// (ALERTS, DEADLETTER), and the SESSIONS stream it reads if it is missing.
 func ensureAlertStreams(ctx context.Context, js jetstream.JetStream, o eventbus.StreamOptions) error {
 	for _, sc := range []jetstream.StreamConfig{eventbus.AlertStreamConfig(o), eventbus.DeadLetterStreamConfig(o)} {
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("jetstream: ensure stream %s: %w", sc.Name, err)
 		}
 	}
-	if _, err := js.Stream(ctx, events.StreamName); err != nil {
-		return fmt.Errorf("jetstream: stream %s (created by sessionsvc): %w", events.StreamName, err)
+	// The session service owns the SESSIONS stream's settings; a detector
+	// that starts first creates it with the defaults.
+	_, err := js.Stream(ctx, events.StreamName)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = js.CreateStream(ctx, eventbus.SessionStreamConfig(o))
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			err = nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("jetstream: stream %s: %w", events.StreamName, err)
 	}
 	return nil
 }

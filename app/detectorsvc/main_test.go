@@ -1,4 +1,4 @@
-package main
+package detectorsvc
 
 import (
 	"bytes"
@@ -38,7 +38,7 @@ func TestReplayErrors(t *testing.T) {
 		stdin string
 		want  string
 	}{
-		{nil, "", "usage: detector replay"},
+		{nil, "", "usage: detector run"},
 		{[]string{"serve"}, "", `unknown command "serve"`},
 		{[]string{"replay", "-rules", "/nonexistent.yaml"}, "", "rules file: open /nonexistent.yaml"},
 		{[]string{"replay", "-events", "/nonexistent.jsonl"}, "", "events file: open /nonexistent.jsonl"},
@@ -52,6 +52,29 @@ func TestReplayErrors(t *testing.T) {
 		}
 	}
 	// Without a GeoIP database the geographic rules are off, with a warning.
+	runCases := []struct {
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{map[string]string{"DETECTOR_GROUPS": "0"}, nil, "DETECTOR_GROUPS (-groups): must be 1 to 16, got 0"},
+		{map[string]string{"DETECTOR_GROUPS": "4", "DETECTOR_GROUP": "4"}, nil, "DETECTOR_GROUP (-group): must be 0 to 3 (groups-1), got 4"},
+		{nil, []string{"-group", "-1"}, "DETECTOR_GROUP (-group): must be 0 to 0 (groups-1), got -1"},
+		{map[string]string{"DETECTOR_GROUPS": "two"}, nil, "DETECTOR_GROUPS"},
+		{map[string]string{"SESSIONSVC_URL": "http://127.0.0.1:8080"}, nil, "SESSIONSVC_API_KEY (-sessionsvc-api-key): required with SESSIONSVC_URL (-sessionsvc-url)"},
+		{map[string]string{"DETECTOR_LISTEN": "nowhere"}, nil, "DETECTOR_LISTEN"},
+		{map[string]string{"DETECTOR_WARMUP": "-1m"}, nil, "DETECTOR_WARMUP (-warmup): must not be negative"},
+		{nil, []string{"extra"}, `unexpected argument "extra"`},
+	}
+	for _, c := range runCases {
+		_, err := parseRunConfig(c.args, func(k string) string { return c.env[k] }, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("run %v %v: got %v, want %q", c.env, c.args, err, c.want)
+		}
+	}
+	if _, err := parseRunConfig(nil, none, io.Discard); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
 	var errOut bytes.Buffer
 	if err := Run(context.Background(), []string{"replay"}, none, strings.NewReader(""), io.Discard, &errOut); err != nil {
 		t.Fatal(err)

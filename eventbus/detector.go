@@ -65,9 +65,11 @@ type DetectorSource struct {
 	boundary map[int]uint64
 	cons     map[int]jetstream.Consumer
 
-	start sync.Once
-	out   chan detector.Delivery
-	errc  chan error
+	start  sync.Once
+	ctx    context.Context // ends with Close
+	cancel context.CancelFunc
+	out    chan detector.Delivery
+	errc   chan error
 
 	mu      sync.Mutex
 	pending map[int]*pendingAck
@@ -90,6 +92,7 @@ func OpenDetectorSource(ctx context.Context, js jetstream.JetStream, partitions 
 	o.defaults()
 	s := &DetectorSource{js: js, opts: o, parts: partitions, boundary: map[int]uint64{}, cons: map[int]jetstream.Consumer{},
 		out: make(chan detector.Delivery, 1024), errc: make(chan error, len(partitions)), pending: map[int]*pendingAck{}}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	stream, err := js.Stream(ctx, events.StreamName)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: stream %s: %w", events.StreamName, err)
@@ -205,7 +208,9 @@ func (s *DetectorSource) History(ctx context.Context, since time.Time, fn func(e
 		}
 		if p, _, err := events.ParseSubject(m.Subject()); err == nil {
 			if b, ok := s.boundary[p]; ok && seq < b {
-				if ev, err := events.Decode(m.Data()); err == nil {
+				// The stream starts at the storage time; events say when
+				// they happened.
+				if ev, err := events.Decode(m.Data()); err == nil && !ev.Time.Before(since) {
 					fn(ev)
 				}
 			}
@@ -216,9 +221,10 @@ func (s *DetectorSource) History(ctx context.Context, since time.Time, fn func(e
 	}
 }
 
-// Next returns the next live event of any of the source's partitions.
+// Next returns the next live event of any of the source's partitions. The
+// first call starts reading; ctx bounds only the wait.
 func (s *DetectorSource) Next(ctx context.Context) (detector.Delivery, error) {
-	s.start.Do(func() { s.run(ctx) })
+	s.start.Do(func() { s.run(s.ctx) })
 	select {
 	case d := <-s.out:
 		return d, nil
@@ -302,7 +308,14 @@ func (s *DetectorSource) ackLoop(ctx context.Context) {
 	}
 }
 
-// Flush acknowledges every handled event now. Call it on shutdown.
+// Close stops reading and acknowledges what was handled. Events delivered
+// but not handled are delivered again to the next source.
+func (s *DetectorSource) Close() {
+	s.cancel()
+	s.Flush()
+}
+
+// Flush acknowledges every handled event now.
 func (s *DetectorSource) Flush() {
 	s.mu.Lock()
 	var ms []jetstream.Msg
@@ -356,6 +369,9 @@ func OpenEnforcerSource(ctx context.Context, js jetstream.JetStream) (*EnforcerS
 	}
 	return &EnforcerSource{it: it}, nil
 }
+
+// Close stops reading alerts; those not yet acknowledged come again.
+func (s *EnforcerSource) Close() { s.it.Stop() }
 
 // Next returns the next alert.
 func (s *EnforcerSource) Next(ctx context.Context) (detector.AlertDelivery, error) {

@@ -192,6 +192,7 @@ func serve(ctx context.Context, cfg *runConfig, stderr io.Writer, hooks runHooks
 		if err != nil {
 			return err
 		}
+		defer alerts.Close()
 		lag.Add(events.AlertStreamName, eventbus.EnforcerConsumer)
 		enforcer = detector.NewEnforcer(api, alerts, pub, log.With("component", "enforcer"), metrics)
 	} else {
@@ -245,7 +246,7 @@ func serve(ctx context.Context, cfg *runConfig, stderr io.Writer, hooks runHooks
 		return srv.Shutdown(sctx)
 	})
 	g.Go(func() error {
-		defer source.Flush()
+		defer source.Close()
 		return svc.Run(gctx)
 	})
 	if enforcer != nil {

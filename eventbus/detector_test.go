@@ -1,0 +1,243 @@
+package eventbus_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sessionmon/sessionmon/detector"
+	"github.com/sessionmon/sessionmon/eventbus"
+	"github.com/sessionmon/sessionmon/events"
+	"github.com/sessionmon/sessionmon/geo"
+	"github.com/sessionmon/sessionmon/geo/geotest"
+	"github.com/sessionmon/sessionmon/internal/testenv"
+	"github.com/sessionmon/sessionmon/rules"
+)
+
+func setup(t testing.TB) (*nats.Conn, jetstream.JetStream, *eventbus.Publisher) {
+	t.Helper()
+	_, nc := testenv.NATS(t)
+	pub, err := eventbus.NewPublisher(nc, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := eventbus.EnsureStreams(ctx, pub.JetStream(), eventbus.DefaultStreamOptions()); err != nil {
+		t.Fatal(err)
+	}
+	return nc, pub.JetStream(), pub
+}
+
+// userIn returns a user ID of partition p.
+func userIn(p, n int) string {
+	for i := 0; ; i++ {
+		u := fmt.Sprintf("user-%d-%d", n, i)
+		if events.PartitionOf(u) == p {
+			return u
+		}
+	}
+}
+
+func access(id, user string, t time.Time) events.Event {
+	return events.Event{ID: id, Type: events.SessionAccessed, Source: "test", Time: t,
+		Data: events.Data{UserID: user, SessionID: fmt.Sprintf("%02dSESSION%s", events.PartitionOf(user), user), IP: "192.0.2.1", UserAgent: "ua"}}
+}
+
+func next(t *testing.T, s *eventbus.DetectorSource) detector.Delivery {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d, err := s.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// A source acknowledges what was handled; the next source of the same
+// partitions gets that as history and the rest live, in order, including
+// what was delivered but not acknowledged when the first one stopped.
+func TestDetectorSourceHistoryAndResume(t *testing.T) {
+	_, js, pub := setup(t)
+	ctx := context.Background()
+	u3, u5 := userIn(3, 0), userIn(5, 0)
+	t0 := time.Now().Add(-time.Minute)
+	var evs []events.Event
+	for i := range 10 {
+		evs = append(evs, access(fmt.Sprint("a", i), u3, t0.Add(time.Duration(i)*time.Second)), access(fmt.Sprint("b", i), u5, t0.Add(time.Duration(i)*time.Second)))
+	}
+	// Events stored before the first source opens are history for it (it
+	// learns from them without acting), not live: a new detector starts at
+	// the stream's end.
+	if err := pub.Publish(ctx, evs[:4]); err != nil {
+		t.Fatal(err)
+	}
+	s1, err := eventbus.OpenDetectorSource(ctx, js, []int{3}, eventbus.SourceOptions{AckEvery: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hist []string
+	if err := s1.History(ctx, t0.Add(-time.Hour), func(e events.Event) { hist = append(hist, e.ID) }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(hist, []string{"a0", "a1"}) {
+		t.Fatalf("a new source has history %v, want a0 a1", hist)
+	}
+	if err := pub.Publish(ctx, evs[4:]); err != nil {
+		t.Fatal(err)
+	}
+	// Partition 3 only: a2..a9. Handle three, take a fourth without
+	// handling it.
+	ctx1, stop1 := context.WithCancel(ctx)
+	var got []string
+	for range 3 {
+		d, err := s1.Next(ctx1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, d.Event.ID)
+		d.Done()
+	}
+	if _, err := s1.Next(ctx1); err != nil {
+		t.Fatal(err)
+	}
+	stop1()
+	s1.Close()
+	if !slices.Equal(got, []string{"a2", "a3", "a4"}) {
+		t.Fatalf("live %v", got)
+	}
+	waitAckFloor(t, js, 3, 3)
+
+	s2, err := eventbus.OpenDetectorSource(ctx, js, []int{3, 5}, eventbus.SourceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	hist = nil
+	if err := s2.History(ctx, t0.Add(-time.Hour), func(e events.Event) { hist = append(hist, e.ID) }); err != nil {
+		t.Fatal(err)
+	}
+	// Partition 3: what was handled (a0..a4); partition 5, new: all of it.
+	want := []string{"a0", "b0", "a1", "b1", "a2", "b2", "a3", "b3", "a4", "b4", "b5", "b6", "b7", "b8", "b9"}
+	if !slices.Equal(hist, want) {
+		t.Fatalf("history %v, want %v", hist, want)
+	}
+	// Since bounds history by time: a2 is at t0+2s.
+	hist = nil
+	if err := s2.History(ctx, t0.Add(3*time.Second), func(e events.Event) { hist = append(hist, e.ID) }); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"a3", "b3", "a4", "b4", "b5", "b6", "b7", "b8", "b9"}; !slices.Equal(hist, want) {
+		t.Fatalf("history since t0+3s: %v, want %v", hist, want)
+	}
+	got = nil
+	for range 5 {
+		d := next(t, s2)
+		got = append(got, d.Event.ID)
+		d.Done()
+	}
+	if !slices.Equal(got, []string{"a5", "a6", "a7", "a8", "a9"}) {
+		t.Fatalf("resumed with %v, want a5..a9 in order (a5 was delivered, not acknowledged)", got)
+	}
+}
+
+func waitAckFloor(t *testing.T, js jetstream.JetStream, partition int, delivered uint64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := js.Consumer(context.Background(), events.StreamName, eventbus.DetectorConsumer(partition))
+		if err == nil {
+			if ci, err := c.Info(context.Background()); err == nil && ci.AckFloor.Consumer >= delivered {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("ack floor of partition %d did not reach %d", partition, delivered)
+}
+
+// BenchmarkDetectorConsume measures the detector service reading a backlog
+// from JetStream: decode, rules (default, with the test GeoIP databases),
+// alert publishing and acknowledgement, for the 16 partitions of one
+// detector. The backlog is stored first; only consuming is timed.
+//
+//	go test -run XXX -bench DetectorConsume -benchtime 400000x ./eventbus/
+func BenchmarkDetectorConsume(b *testing.B) {
+	_, js, pub := setup(b)
+	ctx := context.Background()
+	p := geotest.MustBuild(b)
+	res, err := geo.Open(geo.Config{CityDB: p.City, ASNDB: p.ASN, AnonymousDB: p.Anonymous})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer res.Close()
+	// A new source starts at the stream's end: open it before the backlog.
+	all := make([]int, events.Partitions)
+	for i := range all {
+		all[i] = i
+	}
+	src, err := eventbus.OpenDetectorSource(ctx, js, all, eventbus.SourceOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := b.N
+	nets := []string{"192.0.2.", "198.51.100.", "203.0.113.", "81.2.69.", "89.160.20."}
+	t0 := time.Now().Add(-time.Hour)
+	batch := make([]events.Event, 0, 1000)
+	for i := range n {
+		u := i % 20000
+		typ := events.SessionAccessed
+		if i%50 == 0 {
+			typ = events.SessionCreated
+		}
+		batch = append(batch, events.Event{ID: fmt.Sprintf("e%09d", i), Type: typ, Source: "bench", Time: t0.Add(time.Duration(i) * 5 * time.Microsecond),
+			Data: events.Data{UserID: fmt.Sprintf("user-%d", u), SessionID: fmt.Sprintf("%02dsession%014d", u%16, u), App: "shop",
+				IP: fmt.Sprintf("%s%d", nets[u%len(nets)], u%60+1), UserAgent: "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0", Path: "/cart"}})
+		if len(batch) == cap(batch) || i == n-1 {
+			if err := pub.Publish(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	var handled atomic.Int64
+	sink := countingSink{AlertPublisher: eventbus.NewAlertPublisher(js, "bench")}
+	svc := detector.NewService(detector.ServiceConfig{Engine: detector.New(rules.Default(), res), Source: &countingSource{src, &handled}, Sink: &sink, Warmup: time.Hour})
+	b.ResetTimer()
+	runCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = svc.Run(runCtx) })
+	for handled.Load() < int64(n) {
+		time.Sleep(time.Millisecond)
+	}
+	b.StopTimer()
+	stop()
+	wg.Wait()
+	src.Close()
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
+}
+
+// countingSource counts the deliveries handled.
+type countingSource struct {
+	*eventbus.DetectorSource
+	handled *atomic.Int64
+}
+
+func (c *countingSource) Next(ctx context.Context) (detector.Delivery, error) {
+	d, err := c.DetectorSource.Next(ctx)
+	if err == nil {
+		done := d.Done
+		d.Done = func() { done(); c.handled.Add(1) }
+	}
+	return d, err
+}
+
+type countingSink struct{ *eventbus.AlertPublisher }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -199,7 +200,7 @@ func TestServiceDeadLetters(t *testing.T) {
 	if got := src.acked(); got[0] != "bad" || got[1] != "good" {
 		t.Fatalf("ack order %v", got)
 	}
-	if len(letters) != 1 || letters[0] != `sessions.01.session.created: event: field "data.user_id": json: cannot unmarshal number into Go struct field Data.data.user_id of type string` {
+	if len(letters) != 1 || !strings.HasPrefix(letters[0], `sessions.01.session.created: event: field "data.user_id": `) {
 		t.Fatalf("dead letters %q", letters)
 	}
 }

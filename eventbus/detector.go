@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,11 +16,16 @@ import (
 	"github.com/sessionmon/sessionmon/events"
 )
 
-// DetectorConsumer names the durable consumer of one partition of the
-// SESSIONS stream. Consumers are per partition, not per detector, so that
-// changing the number of detectors moves partitions between them with
-// their acknowledged positions.
-func DetectorConsumer(partition int) string { return fmt.Sprintf("detector-%02d", partition) }
+// DetectorConsumer names the durable consumer of detector group `group` of
+// `groups`, e.g. detector-g1-of-4. One consumer per group (not per
+// partition) keeps the server's work per event constant: it delivers the
+// stream in order, filtered to the group's partitions.
+func DetectorConsumer(group, groups int) string {
+	return fmt.Sprintf("detector-g%d-of-%d", group, groups)
+}
+
+// detectorPrefix starts the name of every detector consumer.
+const detectorPrefix = "detector-"
 
 // EnforcerConsumer is the durable consumer of the alerts to enforce, shared
 // by every detector: each alert goes to one of them.
@@ -27,18 +33,21 @@ const EnforcerConsumer = "enforcer"
 
 // SourceOptions tune a DetectorSource.
 type SourceOptions struct {
-	// MaxAckPending bounds the unacknowledged events per partition.
+	// MaxAckPending bounds the unacknowledged events.
 	MaxAckPending int
-	// AckEvery acknowledges a partition after this many handled events,
-	// and AckInterval at the latest after this long.
+	// AckEvery acknowledges after this many handled events, and
+	// AckInterval at the latest after this long.
 	AckEvery    int
 	AckInterval time.Duration
-	Log         *slog.Logger
+	// Abandoned is how long the server keeps the consumer of a group that
+	// no longer runs (after the number of groups changed).
+	Abandoned time.Duration
+	Log       *slog.Logger
 }
 
 func (o *SourceOptions) defaults() {
 	if o.MaxAckPending <= 0 {
-		o.MaxAckPending = 20000
+		o.MaxAckPending = 50000
 	}
 	if o.AckEvery <= 0 {
 		o.AckEvery = 1000
@@ -46,24 +55,28 @@ func (o *SourceOptions) defaults() {
 	if o.AckInterval <= 0 {
 		o.AckInterval = 20 * time.Millisecond
 	}
+	if o.Abandoned <= 0 {
+		o.Abandoned = 24 * time.Hour
+	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 }
 
 // DetectorSource reads the partitions of one detector group from the
-// SESSIONS stream: a durable consumer per partition with ack-all
+// SESSIONS stream through the group's durable consumer, with ack-all
 // acknowledgement. What was acknowledged before this start is history (the
 // detector rebuilds its windows from it); the rest is delivered live, in
-// order per partition.
+// stream order, so in order per user.
 type DetectorSource struct {
 	js    jetstream.JetStream
 	opts  SourceOptions
-	parts []int
-	// boundary is, per partition, the first stream sequence not yet
-	// handled: history is below it.
-	boundary map[int]uint64
-	cons     map[int]jetstream.Consumer
+	name  string
+	parts map[int]bool
+	cons  jetstream.Consumer
+	// boundary is the first stream sequence not yet handled: history is
+	// below it.
+	boundary uint64
 
 	start  sync.Once
 	ctx    context.Context // ends with Close
@@ -72,95 +85,195 @@ type DetectorSource struct {
 	errc   chan error
 
 	mu      sync.Mutex
-	pending map[int]*pendingAck
-}
-
-type pendingAck struct {
-	msg jetstream.Msg
-	n   int
+	pending jetstream.Msg // the last handled, not yet acknowledged
+	n       int
 }
 
 var _ detector.Source = (*DetectorSource)(nil)
 
-// OpenDetectorSource prepares the consumers of partitions. A consumer that
-// does not exist yet starts after the stream's current end (a new detector
+// OpenDetectorSource prepares the consumer of group `group` of `groups`.
+//
+// A group's consumer that does not exist yet starts where the consumers of
+// an earlier layout (another number of groups) that covered its partitions
+// stopped, so that changing the number of detectors hands the stream over
+// without a gap; with none, it starts at the stream's end (a new detector
 // does not act on the past; it learns from it in History). A consumer with
 // delivered but unacknowledged events (the last detector stopped
 // mid-batch) is recreated at its acknowledged floor, so those events come
 // again first, in order.
-func OpenDetectorSource(ctx context.Context, js jetstream.JetStream, partitions []int, o SourceOptions) (*DetectorSource, error) {
+func OpenDetectorSource(ctx context.Context, js jetstream.JetStream, group, groups int, o SourceOptions) (*DetectorSource, error) {
 	o.defaults()
-	s := &DetectorSource{js: js, opts: o, parts: partitions, boundary: map[int]uint64{}, cons: map[int]jetstream.Consumer{},
-		out: make(chan detector.Delivery, 1024), errc: make(chan error, len(partitions)), pending: map[int]*pendingAck{}}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
+	parts, err := detector.Partitions(group, groups)
+	if err != nil {
+		return nil, err
+	}
+	s := &DetectorSource{js: js, opts: o, name: DetectorConsumer(group, groups), parts: map[int]bool{},
+		out: make(chan detector.Delivery, 4096), errc: make(chan error, 1)}
+	for _, p := range parts {
+		s.parts[p] = true
+	}
 	stream, err := js.Stream(ctx, events.StreamName)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: stream %s: %w", events.StreamName, err)
 	}
-	info, err := stream.Info(ctx)
+	startSeq, err := s.startSeq(ctx, stream)
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: stream %s: %w", events.StreamName, err)
+		return nil, err
 	}
-	for _, p := range partitions {
-		name := DetectorConsumer(p)
-		startSeq := info.State.LastSeq + 1
-		c, err := stream.Consumer(ctx, name)
-		switch {
-		case errors.Is(err, jetstream.ErrConsumerNotFound):
-		case err != nil:
-			return nil, fmt.Errorf("jetstream: consumer %s: %w", name, err)
-		default:
-			ci, err := c.Info(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("jetstream: consumer %s: %w", name, err)
-			}
-			startSeq = max(ci.AckFloor.Stream+1, ci.Config.OptStartSeq)
-			if ci.Delivered.Stream < startSeq {
-				s.cons[p], s.boundary[p] = c, startSeq
-				continue // nothing in flight: keep it
-			}
-			o.Log.Info("consumer had unacknowledged events; restarting it at its ack floor", "consumer", name, "seq", startSeq)
-			if err := stream.DeleteConsumer(ctx, name); err != nil {
-				return nil, fmt.Errorf("jetstream: reset consumer %s: %w", name, err)
-			}
-		}
-		c, err = stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
-			Durable:       name,
-			Description:   fmt.Sprintf("sessionmon detector, partition %02d", p),
-			FilterSubject: events.PartitionFilter(p),
-			DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-			OptStartSeq:   startSeq,
-			AckPolicy:     jetstream.AckAllPolicy,
-			AckWait:       5 * time.Minute,
-			MaxDeliver:    -1,
-			MaxAckPending: o.MaxAckPending,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("jetstream: create consumer %s: %w", name, err)
-		}
-		s.cons[p], s.boundary[p] = c, startSeq
+	cfg := jetstream.ConsumerConfig{
+		Durable:           s.name,
+		Description:       fmt.Sprintf("sessionmon detector group %d of %d, partitions %v", group, groups, parts),
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       startSeq,
+		AckPolicy:         jetstream.AckAllPolicy,
+		AckWait:           5 * time.Minute,
+		MaxDeliver:        -1,
+		MaxAckPending:     o.MaxAckPending,
+		InactiveThreshold: o.Abandoned,
 	}
+	if groups > 1 {
+		for _, p := range parts {
+			cfg.FilterSubjects = append(cfg.FilterSubjects, events.PartitionFilter(p))
+		}
+	}
+	if s.cons, err = stream.CreateConsumer(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("jetstream: create consumer %s: %w", s.name, err)
+	}
+	s.boundary = startSeq
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
 
-// Consumers names the source's consumers, for lag metrics.
-func (s *DetectorSource) Consumers() []string {
-	var out []string
-	for _, p := range s.parts {
-		out = append(out, DetectorConsumer(p))
+// startSeq finds where the group's consumer starts, resetting it when it
+// has events in flight.
+func (s *DetectorSource) startSeq(ctx context.Context, stream jetstream.Stream) (uint64, error) {
+	c, err := stream.Consumer(ctx, s.name)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		return s.handOver(ctx, stream)
+	case err != nil:
+		return 0, fmt.Errorf("jetstream: consumer %s: %w", s.name, err)
 	}
-	return out
+	ci, err := c.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("jetstream: consumer %s: %w", s.name, err)
+	}
+	if err := stream.DeleteConsumer(ctx, s.name); err != nil {
+		return 0, fmt.Errorf("jetstream: reset consumer %s: %w", s.name, err)
+	}
+	// When another layout ran after this one (the number of groups was
+	// changed and changed back), this consumer is stale: take over from
+	// the newer one instead.
+	others, err := s.others(ctx, stream)
+	if err != nil {
+		return 0, err
+	}
+	for _, o := range others {
+		if newer(o, ci) {
+			return s.handOver(ctx, stream)
+		}
+	}
+	start := max(ci.AckFloor.Stream+1, ci.Config.OptStartSeq)
+	if ci.Delivered.Stream >= start {
+		s.opts.Log.Info("consumer had unacknowledged events; restarting it at its ack floor", "consumer", s.name, "seq", start)
+	}
+	return start, nil // recreated either way, so its settings are this version's
 }
 
-// History replays the events of the source's partitions stored since
-// `since` and below each partition's boundary, in stream order, through an
-// ordered (ephemeral) consumer. Events that do not decode are skipped: they
-// were dead-lettered when they were live.
-func (s *DetectorSource) History(ctx context.Context, since time.Time, fn func(events.Event)) error {
-	var end uint64
-	for _, b := range s.boundary {
-		end = max(end, b-1)
+// others lists the detector consumers of other layouts that cover one of
+// the group's partitions.
+func (s *DetectorSource) others(ctx context.Context, stream jetstream.Stream) ([]*jetstream.ConsumerInfo, error) {
+	var out []*jetstream.ConsumerInfo
+	lister := stream.ListConsumers(ctx)
+	for ci := range lister.Info() {
+		if strings.HasPrefix(ci.Name, detectorPrefix) && ci.Name != s.name && s.overlaps(ci.Config) {
+			out = append(out, ci)
+		}
 	}
+	if err := lister.Err(); err != nil {
+		return nil, fmt.Errorf("jetstream: list consumers: %w", err)
+	}
+	return out, nil
+}
+
+// handOver returns the lowest first-unhandled sequence of the detector
+// consumers of other layouts that covered one of this group's partitions,
+// or the stream's end when there are none.
+func (s *DetectorSource) handOver(ctx context.Context, stream jetstream.Stream) (uint64, error) {
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("jetstream: stream %s: %w", events.StreamName, err)
+	}
+	start := info.State.LastSeq + 1
+	others, err := s.others(ctx, stream)
+	if err != nil {
+		return 0, err
+	}
+	// Per partition, the consumer that ran last knows where it stands.
+	for p := range s.parts {
+		var last *jetstream.ConsumerInfo
+		for _, ci := range others {
+			if covers(ci.Config, p) && (last == nil || newer(ci, last)) {
+				last = ci
+			}
+		}
+		if last != nil {
+			from := max(last.AckFloor.Stream+1, last.Config.OptStartSeq)
+			s.opts.Log.Info("taking over from the consumer of another layout", "consumer", last.Name, "partition", p, "seq", from)
+			start = min(start, from)
+		}
+	}
+	return start, nil
+}
+
+// overlaps reports whether a consumer's filter covers one of the group's
+// partitions.
+func (s *DetectorSource) overlaps(c jetstream.ConsumerConfig) bool {
+	for p := range s.parts {
+		if covers(c, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// covers reports whether a consumer's filter covers partition p.
+func covers(c jetstream.ConsumerConfig, p int) bool {
+	filters := c.FilterSubjects
+	if c.FilterSubject != "" {
+		filters = append(filters, c.FilterSubject)
+	}
+	if len(filters) == 0 {
+		return true
+	}
+	for _, f := range filters {
+		if f == events.StreamSubjects || f == events.PartitionFilter(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// newer reports whether a was delivered to more recently than b.
+func newer(a, b *jetstream.ConsumerInfo) bool {
+	switch {
+	case a.Delivered.Last == nil:
+		return false
+	case b.Delivered.Last == nil:
+		return true
+	}
+	return a.Delivered.Last.After(*b.Delivered.Last)
+}
+
+// Consumers names the source's consumer, for lag metrics.
+func (s *DetectorSource) Consumers() []string { return []string{s.name} }
+
+// History replays the events of the group's partitions stored since
+// `since` and below the boundary, in stream order, through an ordered
+// (ephemeral) consumer. Events that do not decode are skipped: they were
+// dead-lettered when they were live.
+func (s *DetectorSource) History(ctx context.Context, since time.Time, fn func(events.Event)) error {
+	end := s.boundary - 1
 	if end == 0 {
 		return nil
 	}
@@ -206,13 +319,11 @@ func (s *DetectorSource) History(ctx context.Context, since time.Time, fn func(e
 		if seq > end {
 			return nil
 		}
-		if p, _, err := events.ParseSubject(m.Subject()); err == nil {
-			if b, ok := s.boundary[p]; ok && seq < b {
-				// The stream starts at the storage time; events say when
-				// they happened.
-				if ev, err := events.Decode(m.Data()); err == nil && !ev.Time.Before(since) {
-					fn(ev)
-				}
+		if p, _, err := events.ParseSubject(m.Subject()); err == nil && s.parts[p] {
+			// The stream starts at the storage time; events say when
+			// they happened.
+			if ev, err := events.Decode(m.Data()); err == nil && !ev.Time.Before(since) {
+				fn(ev)
 			}
 		}
 		if seq == end {
@@ -221,10 +332,10 @@ func (s *DetectorSource) History(ctx context.Context, since time.Time, fn func(e
 	}
 }
 
-// Next returns the next live event of any of the source's partitions. The
-// first call starts reading; ctx bounds only the wait.
+// Next returns the next live event of the group's partitions. The first
+// call starts reading; ctx bounds only the wait.
 func (s *DetectorSource) Next(ctx context.Context) (detector.Delivery, error) {
-	s.start.Do(func() { s.run(s.ctx) })
+	s.start.Do(s.run)
 	select {
 	case d := <-s.out:
 		return d, nil
@@ -235,59 +346,53 @@ func (s *DetectorSource) Next(ctx context.Context) (detector.Delivery, error) {
 	}
 }
 
-// run starts a reader per partition, decoding in parallel, and the acker.
-func (s *DetectorSource) run(ctx context.Context) {
-	for _, p := range s.parts {
-		it, err := s.cons[p].Messages(jetstream.PullMaxMessages(2000))
-		if err != nil {
-			s.errc <- fmt.Errorf("jetstream: consume %s: %w", DetectorConsumer(p), err)
-			continue
-		}
-		go func() {
-			<-ctx.Done()
-			it.Stop()
-		}()
-		go s.read(ctx, p, it)
+// run starts the reader, which decodes while the service evaluates, and
+// the acker.
+func (s *DetectorSource) run() {
+	it, err := s.cons.Messages(jetstream.PullMaxMessages(4096))
+	if err != nil {
+		s.errc <- fmt.Errorf("jetstream: consume %s: %w", s.name, err)
+		return
 	}
-	go s.ackLoop(ctx)
+	go func() {
+		<-s.ctx.Done()
+		it.Stop()
+	}()
+	go s.read(it)
+	go s.ackLoop()
 }
 
-func (s *DetectorSource) read(ctx context.Context, p int, it jetstream.MessagesContext) {
+func (s *DetectorSource) read(it jetstream.MessagesContext) {
 	for {
 		m, err := it.Next()
 		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				s.errc <- fmt.Errorf("jetstream: consume %s: %w", DetectorConsumer(p), err)
+			if s.ctx.Err() == nil && !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				s.errc <- fmt.Errorf("jetstream: consume %s: %w", s.name, err)
 			}
 			return
 		}
-		d := detector.Delivery{Subject: m.Subject(), Done: func() { s.done(p, m) }}
+		d := detector.Delivery{Subject: m.Subject(), Done: func() { s.done(m) }}
 		d.Event, d.Err = events.Decode(m.Data())
 		if d.Err != nil {
 			d.Data = m.Data()
 		}
 		select {
 		case s.out <- d:
-		case <-ctx.Done():
+		case <-s.ctx.Done():
 			return
 		}
 	}
 }
 
-// done records that m and everything before it in partition p is
-// handled; acknowledgements go out every AckEvery events or AckInterval.
-func (s *DetectorSource) done(p int, m jetstream.Msg) {
+// done records that m and everything before it is handled;
+// acknowledgements go out every AckEvery events or AckInterval.
+func (s *DetectorSource) done(m jetstream.Msg) {
 	s.mu.Lock()
-	pa := s.pending[p]
-	if pa == nil {
-		pa = &pendingAck{}
-		s.pending[p] = pa
-	}
-	pa.msg = m
-	pa.n++
-	flush := pa.n >= s.opts.AckEvery
+	s.pending = m
+	s.n++
+	flush := s.n >= s.opts.AckEvery
 	if flush {
-		pa.msg, pa.n = nil, 0
+		s.pending, s.n = nil, 0
 	}
 	s.mu.Unlock()
 	if flush {
@@ -295,14 +400,14 @@ func (s *DetectorSource) done(p int, m jetstream.Msg) {
 	}
 }
 
-func (s *DetectorSource) ackLoop(ctx context.Context) {
+func (s *DetectorSource) ackLoop() {
 	t := time.NewTicker(s.opts.AckInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
 			s.Flush()
-		case <-ctx.Done():
+		case <-s.ctx.Done():
 			return
 		}
 	}
@@ -318,15 +423,10 @@ func (s *DetectorSource) Close() {
 // Flush acknowledges every handled event now.
 func (s *DetectorSource) Flush() {
 	s.mu.Lock()
-	var ms []jetstream.Msg
-	for _, pa := range s.pending {
-		if pa.msg != nil {
-			ms = append(ms, pa.msg)
-			pa.msg, pa.n = nil, 0
-		}
-	}
+	m := s.pending
+	s.pending, s.n = nil, 0
 	s.mu.Unlock()
-	for _, m := range ms {
+	if m != nil {
 		s.ack(m)
 	}
 }

@@ -80,7 +80,8 @@ func TestDetectorSourceHistoryAndResume(t *testing.T) {
 	if err := pub.Publish(ctx, evs[:4]); err != nil {
 		t.Fatal(err)
 	}
-	s1, err := eventbus.OpenDetectorSource(ctx, js, []int{3}, eventbus.SourceOptions{AckEvery: 1})
+	// Group 3 of 16 owns partition 3 only.
+	s1, err := eventbus.OpenDetectorSource(ctx, js, 3, 16, eventbus.SourceOptions{AckEvery: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,19 +115,21 @@ func TestDetectorSourceHistoryAndResume(t *testing.T) {
 	if !slices.Equal(got, []string{"a2", "a3", "a4"}) {
 		t.Fatalf("live %v", got)
 	}
-	waitAckFloor(t, js, 3, 3)
+	waitAckFloor(t, js, eventbus.DetectorConsumer(3, 16), 3)
 
-	s2, err := eventbus.OpenDetectorSource(ctx, js, []int{3, 5}, eventbus.SourceOptions{})
+	// Two groups now: group 1 of 2 owns the odd partitions. It takes over
+	// where the consumer of partition 3 stopped.
+	s2, err := eventbus.OpenDetectorSource(ctx, js, 1, 2, eventbus.SourceOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s2.Close()
 	hist = nil
 	if err := s2.History(ctx, t0.Add(-time.Hour), func(e events.Event) { hist = append(hist, e.ID) }); err != nil {
 		t.Fatal(err)
 	}
-	// Partition 3: what was handled (a0..a4); partition 5, new: all of it.
-	want := []string{"a0", "b0", "a1", "b1", "a2", "b2", "a3", "b3", "a4", "b4", "b5", "b6", "b7", "b8", "b9"}
+	// Everything of the group's partitions stored before the first event
+	// not handled (b4, stored after a4) is history.
+	want := []string{"a0", "b0", "a1", "b1", "a2", "b2", "a3", "b3", "a4"}
 	if !slices.Equal(hist, want) {
 		t.Fatalf("history %v, want %v", hist, want)
 	}
@@ -135,25 +138,41 @@ func TestDetectorSourceHistoryAndResume(t *testing.T) {
 	if err := s2.History(ctx, t0.Add(3*time.Second), func(e events.Event) { hist = append(hist, e.ID) }); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"a3", "b3", "a4", "b4", "b5", "b6", "b7", "b8", "b9"}; !slices.Equal(hist, want) {
+	if want := []string{"a3", "b3", "a4"}; !slices.Equal(hist, want) {
 		t.Fatalf("history since t0+3s: %v, want %v", hist, want)
 	}
 	got = nil
-	for range 5 {
+	for range 11 {
 		d := next(t, s2)
 		got = append(got, d.Event.ID)
 		d.Done()
 	}
-	if !slices.Equal(got, []string{"a5", "a6", "a7", "a8", "a9"}) {
-		t.Fatalf("resumed with %v, want a5..a9 in order (a5 was delivered, not acknowledged)", got)
+	if want := []string{"b4", "a5", "b5", "a6", "b6", "a7", "b7", "a8", "b8", "a9", "b9"}; !slices.Equal(got, want) {
+		t.Fatalf("resumed with %v, want %v in stream order (a5 was delivered, not acknowledged)", got, want)
+	}
+	s2.Close()
+	waitAckFloor(t, js, eventbus.DetectorConsumer(1, 2), 11)
+
+	// Back to one group: it takes over from the two-group layout, which
+	// ran last, and has nothing left to deliver.
+	s3, err := eventbus.OpenDetectorSource(ctx, js, 0, 1, eventbus.SourceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s3.Close()
+	if err := pub.Publish(ctx, []events.Event{access("c0", u5, time.Now())}); err != nil {
+		t.Fatal(err)
+	}
+	if d := next(t, s3); d.Event.ID != "c0" {
+		t.Fatalf("after the hand-over: %s, want c0", d.Event.ID)
 	}
 }
 
-func waitAckFloor(t *testing.T, js jetstream.JetStream, partition int, delivered uint64) {
+func waitAckFloor(t *testing.T, js jetstream.JetStream, name string, delivered uint64) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		c, err := js.Consumer(context.Background(), events.StreamName, eventbus.DetectorConsumer(partition))
+		c, err := js.Consumer(context.Background(), events.StreamName, name)
 		if err == nil {
 			if ci, err := c.Info(context.Background()); err == nil && ci.AckFloor.Consumer >= delivered {
 				return
@@ -161,13 +180,14 @@ func waitAckFloor(t *testing.T, js jetstream.JetStream, partition int, delivered
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("ack floor of partition %d did not reach %d", partition, delivered)
+	t.Fatalf("ack floor of %s did not reach %d", name, delivered)
 }
 
 // BenchmarkDetectorConsume measures the detector service reading a backlog
 // from JetStream: decode, rules (default, with the test GeoIP databases),
 // alert publishing and acknowledgement, for the 16 partitions of one
-// detector. The backlog is stored first; only consuming is timed.
+// detector (group 0 of 1). The backlog is stored first; only consuming is
+// timed.
 //
 //	go test -run XXX -bench DetectorConsume -benchtime 400000x ./eventbus/
 func BenchmarkDetectorConsume(b *testing.B) {
@@ -180,11 +200,7 @@ func BenchmarkDetectorConsume(b *testing.B) {
 	}
 	defer res.Close()
 	// A new source starts at the stream's end: open it before the backlog.
-	all := make([]int, events.Partitions)
-	for i := range all {
-		all[i] = i
-	}
-	src, err := eventbus.OpenDetectorSource(ctx, js, all, eventbus.SourceOptions{})
+	src, err := eventbus.OpenDetectorSource(ctx, js, 0, 1, eventbus.SourceOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}

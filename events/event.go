@@ -7,9 +7,9 @@ package events
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
+	json "github.com/segmentio/encoding/json"
 	"hash/fnv"
 	"net/netip"
 	"time"

@@ -173,7 +173,7 @@ func serve(ctx context.Context, cfg *runConfig, stderr io.Writer, hooks runHooks
 	if err := ensureAlertStreams(sctx, js, opts); err != nil {
 		return err
 	}
-	source, err := eventbus.OpenDetectorSource(sctx, js, cfg.partitions, eventbus.SourceOptions{Log: log})
+	source, err := eventbus.OpenDetectorSource(sctx, js, cfg.Group, cfg.Groups, eventbus.SourceOptions{Log: log})
 	if err != nil {
 		return err
 	}

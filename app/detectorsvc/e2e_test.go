@@ -60,7 +60,7 @@ type pipeline struct {
 	geo     geotest.Paths
 }
 
-func newPipeline(t *testing.T) *pipeline {
+func newPipeline(t testing.TB) *pipeline {
 	t.Helper()
 	rdb := testenv.Redis(t)
 	prefix := testenv.Prefix(t, rdb)
@@ -100,7 +100,7 @@ type detectorProc struct {
 }
 
 // startDetector runs a detector and waits until it is ready (warm-up done).
-func (p *pipeline) startDetector(t *testing.T, extra map[string]string, args ...string) *detectorProc {
+func (p *pipeline) startDetector(t testing.TB, extra map[string]string, args ...string) *detectorProc {
 	t.Helper()
 	env := map[string]string{
 		"NATS_URL": p.natsURL, "SESSIONSVC_URL": p.svcURL, "SESSIONSVC_API_KEY": adminSecret,
@@ -109,7 +109,11 @@ func (p *pipeline) startDetector(t *testing.T, extra map[string]string, args ...
 	for k, v := range extra {
 		env[k] = v
 	}
-	cfg, err := parseRunConfig(append([]string{"-listen", "127.0.0.1:0", "-log-level", "debug"}, args...), func(k string) string { return env[k] }, os.Stderr)
+	level := "debug"
+	if _, bench := t.(*testing.B); bench {
+		level = "warn"
+	}
+	cfg, err := parseRunConfig(append([]string{"-listen", "127.0.0.1:0", "-log-level", level}, args...), func(k string) string { return env[k] }, os.Stderr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +148,7 @@ func (p *pipeline) startDetector(t *testing.T, extra map[string]string, args ...
 	return d
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
+func waitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
@@ -155,7 +159,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func (p *pipeline) login(t *testing.T, user, ip, ua string) *client.Issued {
+func (p *pipeline) login(t testing.TB, user, ip, ua string) *client.Issued {
 	t.Helper()
 	s, err := p.app.CreateSession(context.Background(), client.CreateRequest{UserID: user, IP: ip, UserAgent: ua})
 	if err != nil {

@@ -51,6 +51,7 @@ func (l *located) ref(e *Engine) events.EventRef {
 }
 
 type userState struct {
+	gone      bool // dropped from the engine by gc
 	seen      time.Time
 	travel    *located
 	countries []seenCountry
@@ -101,6 +102,9 @@ func network(ip netip.Addr) netip.Prefix {
 type sessionState struct {
 	seen   time.Time
 	user   string
+	u      *userState // the user's state, while not gone
+	ipst   *ipState   // the state of ipOf, while not gone
+	ipOf   netip.Addr
 	ips    []ipSeen // distinct networks in order of first use, at most 4
 	lastIP netip.Addr
 	ua     string
@@ -118,6 +122,7 @@ type access struct {
 }
 
 type ipState struct {
+	gone   bool // dropped from the engine by gc
 	seen   time.Time
 	burst  []ruleCounter
 	failed map[string]map[string]time.Time // rule -> user -> last failure
@@ -174,11 +179,17 @@ func (e *Engine) Process(ev events.Event) []events.Alert {
 	case events.SessionCreated, events.SessionAccessed:
 		loc := e.locate(ip)
 		ref := refOf(ev, loc)
-		u := e.user(ev.Data.UserID, ev.Time)
+		var s *sessionState
+		var u *userState
+		if ev.Data.SessionID != "" {
+			s = e.session(ev.Data.SessionID, ev.Data.UserID, ev.Time)
+			u = e.userOf(s, ev)
+		} else {
+			u = e.user(ev.Data.UserID, ev.Time)
+		}
 		out = append(out, e.travel(ev, ref, ip, loc, u)...)
 		out = append(out, e.newCountry(ev, ref, ip, loc, u)...)
-		if ev.Data.SessionID != "" {
-			s := e.session(ev.Data.SessionID, ev.Data.UserID, ev.Time)
+		if s != nil {
 			out = append(out, e.shared(ev, ip, s)...)
 			if ev.Type == events.SessionAccessed {
 				out = append(out, e.burst(ev, ref, ip, s)...)
@@ -233,6 +244,33 @@ func (e *Engine) user(id string, t time.Time) *userState {
 		u.seen = t
 	}
 	return u
+}
+
+// userOf returns the state of a session's user. Sessions keep a pointer
+// to it, which saves a map lookup per access; a user dropped by gc is
+// marked gone, and then looked up (or made) again.
+func (e *Engine) userOf(s *sessionState, ev events.Event) *userState {
+	if u := s.u; u != nil && !u.gone && s.user == ev.Data.UserID {
+		if ev.Time.After(u.seen) {
+			u.seen = ev.Time
+		}
+		return u
+	}
+	s.u = e.user(ev.Data.UserID, ev.Time)
+	return s.u
+}
+
+// ipOf returns the state of the address a session is used from, kept in
+// the session while the address stays the same.
+func (e *Engine) ipOf(s *sessionState, ip netip.Addr, t time.Time) *ipState {
+	if st := s.ipst; st != nil && !st.gone && s.ipOf == ip {
+		if t.After(st.seen) {
+			st.seen = t
+		}
+		return st
+	}
+	s.ipst, s.ipOf = e.ipState(ip, t), ip
+	return s.ipst
 }
 
 func (e *Engine) session(id, user string, t time.Time) *sessionState {
@@ -481,7 +519,7 @@ func (e *Engine) burst(ev events.Event, ref events.EventRef, ip netip.Addr, s *s
 			if !ip.IsValid() {
 				continue
 			}
-			c = counterFor(&e.ipState(ip, ev.Time).burst, r)
+			c = counterFor(&e.ipOf(s, ip, ev.Time).burst, r)
 		}
 		n := c.add(ev.Time, r.Window.D())
 		if n <= r.Threshold {
@@ -604,11 +642,13 @@ func (e *Engine) gc() {
 	}
 	for k, s := range e.ips {
 		if e.clock.Sub(s.seen) > keepIP {
+			s.gone = true
 			delete(e.ips, k)
 		}
 	}
 	for k, u := range e.users {
 		if e.clock.Sub(u.seen) > keepUser {
+			u.gone = true
 			delete(e.users, k)
 		}
 	}

@@ -100,3 +100,32 @@ func TestReloadKeepsState(t *testing.T) {
 		t.Fatalf("alerts %+v", alerts)
 	}
 }
+
+// Sessions keep pointers to their user's and address's state to save map
+// lookups; when gc drops that state, the next access must put fresh state
+// back in the engine, not update the dropped one.
+func TestDroppedStateComesBack(t *testing.T) {
+	set, err := rules.Parse("r.yaml", []byte("rules:\n  - name: ipb\n    type: request_burst\n    scope: ip\n    threshold: 2\n    window: 1m\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := New(set, nil)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	sid := "01AAAAAAAAAAAAAAAAAAAAAA"
+	e.Process(ev("1", events.SessionAccessed, "u", sid, "192.0.2.1", t0))
+	// Two hours later another user's event runs gc: u and the address are
+	// dropped (kept 1h), the session is kept (9h).
+	e.Process(ev("2", events.SessionAccessed, "v", "02BBBBBBBBBBBBBBBBBBBBBB", "192.0.2.9", t0.Add(2*time.Hour)))
+	if users, sessions, ips := e.Size(); users != 1 || sessions != 2 || ips != 1 {
+		t.Fatalf("after gc: %d users, %d sessions, %d ips", users, sessions, ips)
+	}
+	e.Process(ev("3", events.SessionAccessed, "u", sid, "192.0.2.1", t0.Add(2*time.Hour+time.Second)))
+	if users, _, ips := e.Size(); users != 2 || ips != 2 {
+		t.Fatalf("the dropped state did not come back: %d users, %d ips", users, ips)
+	}
+	// And it counts from scratch: two more accesses from the address fire.
+	e.Process(ev("4", events.SessionAccessed, "u", sid, "192.0.2.1", t0.Add(2*time.Hour+2*time.Second)))
+	if a := e.Process(ev("5", events.SessionAccessed, "u", sid, "192.0.2.1", t0.Add(2*time.Hour+3*time.Second))); len(a) != 1 || a[0].Evidence.Count != 3 {
+		t.Fatalf("alerts %+v", a)
+	}
+}

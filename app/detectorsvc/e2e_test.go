@@ -101,6 +101,10 @@ type detectorProc struct {
 
 // startDetector runs a detector and waits until it is ready (warm-up done).
 func (p *pipeline) startDetector(t testing.TB, extra map[string]string, args ...string) *detectorProc {
+	return p.startDetectorWith(t, runHooks{}, extra, args...)
+}
+
+func (p *pipeline) startDetectorWith(t testing.TB, hooks runHooks, extra map[string]string, args ...string) *detectorProc {
 	t.Helper()
 	env := map[string]string{
 		"NATS_URL": p.natsURL, "SESSIONSVC_URL": p.svcURL, "SESSIONSVC_API_KEY": adminSecret,
@@ -121,7 +125,8 @@ func (p *pipeline) startDetector(t testing.TB, extra map[string]string, args ...
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
 	d := &detectorProc{log: &syncBuffer{}}
-	go func() { done <- serve(ctx, cfg, d.log, runHooks{listening: func(a string) { addr <- a }}) }()
+	hooks.listening = func(a string) { addr <- a }
+	go func() { done <- serve(ctx, cfg, d.log, hooks) }()
 	var once sync.Once
 	d.stop = func() {
 		once.Do(func() {
@@ -436,4 +441,55 @@ func TestMalformedEventIsDeadLettered(t *testing.T) {
 	if !strings.Contains(get(t, "http://"+det.addr+"/metrics"), `sessionmon_detector_dead_letters_total{reason="source"} 1`) {
 		t.Error("dead letter not counted")
 	}
+}
+
+// SIGHUP reloads the rules file: a bad file is refused with the rule,
+// field and reason, and the running rules stay in force; a good one takes
+// over without a restart.
+func TestRulesReload(t *testing.T) {
+	p := newPipeline(t)
+	rulesFile := filepath.Join(t.TempDir(), "rules.yaml")
+	write := func(s string) {
+		if err := os.WriteFile(rulesFile, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("rules:\n  - name: burst\n    type: request_burst\n    scope: session\n    threshold: 1000\n    window: 1m\n")
+	reload := make(chan struct{})
+	det := p.startDetectorWith(t, runHooks{reload: reload}, map[string]string{"RULES_FILE": rulesFile})
+	metric := func(name string) string {
+		for _, line := range strings.Split(get(t, "http://"+det.addr+"/metrics"), "\n") {
+			if strings.HasPrefix(line, name) {
+				return line
+			}
+		}
+		return ""
+	}
+	before := metric("sessionmon_detector_rules_info")
+
+	write("rules:\n  - name: burst\n    type: request_burst\n    scope: session\n    threshold: -1\n    window: 1m\n")
+	reload <- struct{}{}
+	waitUntil(t, "the failed reload is counted", func() bool {
+		return metric(`sessionmon_detector_rules_reloads_total{result="failure"}`) == `sessionmon_detector_rules_reloads_total{result="failure"} 1`
+	})
+	if !strings.Contains(det.log.String(), `rule \"burst\": threshold: must be at least 1, got -1`) {
+		t.Fatalf("the log does not say what is wrong:\n%s", det.log.String())
+	}
+	if metric("sessionmon_detector_rules_info") != before {
+		t.Fatal("a bad file changed the rules in force")
+	}
+
+	write("rules:\n  - name: burst\n    type: request_burst\n    scope: session\n    threshold: 3\n    window: 1m\n")
+	reload <- struct{}{}
+	waitUntil(t, "the reload is counted", func() bool {
+		return metric(`sessionmon_detector_rules_reloads_total{result="success"}`) == `sessionmon_detector_rules_reloads_total{result="success"} 2`
+	})
+	s := p.login(t, "frank", newYork, firefox)
+	for range 4 {
+		_ = p.validate(s.Token, newYork, firefox)
+	}
+	waitUntil(t, "the new threshold fires", func() bool {
+		alerts, _ := p.alertsAndActions(t)
+		return len(alertsOf(alerts, "burst", "frank")) == 1
+	})
 }

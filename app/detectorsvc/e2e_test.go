@@ -3,6 +3,7 @@ package detectorsvc
 import (
 	"bytes"
 	"context"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -58,14 +59,26 @@ type pipeline struct {
 	svcURL  string
 	app     *client.Client
 	geo     geotest.Paths
+	prefix  string // of the Redis keys
 }
 
 func newPipeline(t testing.TB) *pipeline {
 	t.Helper()
 	rdb := testenv.Redis(t)
-	prefix := testenv.Prefix(t, rdb)
 	ns, nc := testenv.NATS(t)
-	p := &pipeline{nc: nc, natsURL: ns.ClientURL(), geo: geotest.MustBuild(t)}
+	p := &pipeline{nc: nc, natsURL: ns.ClientURL(), geo: geotest.MustBuild(t), prefix: testenv.Prefix(t, rdb)}
+	p.svcURL = p.startSessionsvc(t, "127.0.0.1:0")
+	var err error
+	if p.app, err = client.New(p.svcURL, appSecret); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// startSessionsvc runs a session service on listen, over the pipeline's
+// Redis keys and NATS, until the test ends, and returns its URL.
+func (p *pipeline) startSessionsvc(t testing.TB, listen string) string {
+	t.Helper()
 	env := map[string]string{
 		"REDIS_URL":           testenv.RedisURL(),
 		"NATS_URL":            p.natsURL,
@@ -76,20 +89,16 @@ func newPipeline(t testing.TB) *pipeline {
 	done := make(chan error, 1)
 	log := &syncBuffer{}
 	go func() {
-		done <- sessionsvc.Run(ctx, []string{"-listen", "127.0.0.1:0", "-redis-key-prefix", prefix}, func(k string) string { return env[k] }, log, func(a string) { addr <- a })
+		done <- sessionsvc.Run(ctx, []string{"-listen", listen, "-redis-key-prefix", p.prefix}, func(k string) string { return env[k] }, log, func(a string) { addr <- a })
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	select {
 	case a := <-addr:
-		p.svcURL = "http://" + a
+		return "http://" + a
 	case err := <-done:
 		t.Fatalf("sessionsvc did not start: %v\n%s", err, log.String())
 	}
-	var err error
-	if p.app, err = client.New(p.svcURL, appSecret); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return ""
 }
 
 // detectorProc is a running `detector run`.
@@ -492,4 +501,35 @@ func TestRulesReload(t *testing.T) {
 		alerts, _ := p.alertsAndActions(t)
 		return len(alertsOf(alerts, "burst", "frank")) == 1
 	})
+}
+
+// While the session service the detector calls is down, enforcement is
+// retried with backoff and counted; once it is up the session is refused.
+func TestEnforcementWaitsForTheSessionService(t *testing.T) {
+	p := newPipeline(t)
+	// A port for a second session service, not listening yet.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := ln.Addr().String()
+	ln.Close()
+	det := p.startDetector(t, map[string]string{"SESSIONSVC_URL": "http://" + later})
+
+	p.login(t, "grace", london, firefox)
+	syd := p.login(t, "grace", sydney, firefox)
+	waitUntil(t, "failed calls are counted", func() bool {
+		return strings.Contains(get(t, "http://"+det.addr+"/metrics"), `sessionmon_detector_actions_total{action="reauth",result="retry"} 2`)
+	})
+	if err := p.validate(syd.Token, sydney, firefox); err != nil {
+		t.Fatalf("refused before enforcement: %v", err)
+	}
+	p.startSessionsvc(t, later)
+	waitUntil(t, "the session answers reauth_required", func() bool {
+		return code(p.validate(syd.Token, sydney, firefox)) == "reauth_required"
+	})
+	_, actions := p.alertsAndActions(t)
+	if len(actions) != 1 || actions[0].Result != events.ResultDone || actions[0].Attempts < 3 {
+		t.Fatalf("actions %+v", actions)
+	}
 }

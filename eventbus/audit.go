@@ -121,9 +121,9 @@ type AuditBatch interface {
 	Reset()
 }
 
-// DeadLetterFunc stores a message that cannot be written, with the reason;
-// see AlertPublisher.DeadLetter.
-type DeadLetterFunc func(ctx context.Context, stream, consumer, subject string, data []byte, reason string) error
+// DeadLetterFunc stores a message that cannot be written, with the reason:
+// AlertPublisher.DeadLetter.
+type DeadLetterFunc func(ctx context.Context, subject string, data []byte, reason string) error
 
 // AuditConsumer moves one stream's messages into a sink in batches.
 type AuditConsumer struct {
@@ -183,6 +183,24 @@ func (s *staged) keepAlive(every time.Duration) {
 		_ = m.InProgress()
 	}
 	s.touched = time.Now()
+}
+
+// waitAlive waits d, keeping the messages alive; false if ctx ended.
+func (s *staged) waitAlive(ctx context.Context, d, every time.Duration) bool {
+	wait := time.NewTimer(d)
+	defer wait.Stop()
+	tick := time.NewTicker(max(every/2, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		s.keepAlive(every)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-wait.C:
+			return true
+		case <-tick.C:
+		}
+	}
 }
 
 // errFault is how FaultAfterWrite stops the consumer.
@@ -347,7 +365,7 @@ func (c *AuditConsumer) deadLetter(ctx context.Context, m jetstream.Msg, reason 
 	c.log.Warn("dead-lettering a message", "subject", m.Subject(), "reason", reason, "err", cause)
 	for attempt := 0; ; attempt++ {
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := c.dead(dctx, c.cfg.Stream, c.cfg.Durable, m.Subject(), m.Data(), reason+": "+cause.Error())
+		err := c.dead(dctx, m.Subject(), m.Data(), reason+": "+cause.Error())
 		cancel()
 		if err == nil {
 			c.m.deadLetters.WithLabelValues(c.cfg.Stream, reason).Inc()
@@ -377,11 +395,8 @@ func (c *AuditConsumer) flushLoop(hard context.Context, in <-chan *staged, free 
 			c.m.writeErrors.WithLabelValues(c.cfg.Stream).Inc()
 			c.log.Warn("batch not stored; holding it and retrying (nothing is acked meanwhile)",
 				"rows", s.batch.Len(), "attempt", attempt+1, "err", err)
-			s.keepAlive(keep)
-			select {
-			case <-hard.Done():
+			if !s.waitAlive(hard, backoff(attempt), keep) {
 				return nil
-			case <-time.After(backoff(attempt)):
 			}
 		}
 		if c.cfg.FaultAfterWrite != nil {

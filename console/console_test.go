@@ -560,7 +560,12 @@ func TestFailsClosedWithoutSessionService(t *testing.T) {
 	u1, _ := url.Parse(e.srv.URL)
 	u2, _ := url.Parse(e2.srv.URL)
 	b.hc.Jar.SetCookies(u2, b.hc.Jar.Cookies(u1))
-	b.hc = func() *http.Client { hc := e2.srv.Client(); hc.Jar = b.hc.Jar; hc.CheckRedirect = b.hc.CheckRedirect; return hc }()
+	b.hc = func() *http.Client {
+		hc := e2.srv.Client()
+		hc.Jar = b.hc.Jar
+		hc.CheckRedirect = b.hc.CheckRedirect
+		return hc
+	}()
 	if p := b.get("/alerts"); p.status != http.StatusServiceUnavailable || !strings.Contains(p.body, "cannot be reached") {
 		t.Fatalf("session service down: %d", p.status)
 	}

@@ -104,8 +104,11 @@ func (c AuditConsumerConfig) ConsumerConfig() jetstream.ConsumerConfig {
 		AckWait:        c.AckWait,
 		MaxDeliver:     -1,
 		FilterSubjects: c.Filters,
-		// Two batches (one being written, one filling) and the prefetch.
-		MaxAckPending: 2*c.BatchSize + c.prefetch() + 1000,
+		// Two batches: one being written, one filling. Every unacked
+		// message is then in a batch, which keeps it alive while
+		// ClickHouse is away; more would sit in buffers and be
+		// redelivered (harmless but wasteful).
+		MaxAckPending: 2 * c.BatchSize,
 	}
 }
 
@@ -261,6 +264,13 @@ func (c *AuditConsumer) Run(ctx context.Context) error {
 				}
 			case <-tick.C:
 				cur.keepAlive(keep)
+			case m := <-msgs:
+				// The flusher is busy (or ClickHouse is away): the
+				// batch grows, so that every unacked message (at most
+				// MaxAckPending) is in a batch and kept alive.
+				if !c.stage(ctx, cur, m) {
+					return false
+				}
 			case err := <-flushErr:
 				flushErr <- err
 				return false

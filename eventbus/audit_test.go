@@ -367,7 +367,7 @@ func TestAuditConsumerConfig(t *testing.T) {
 		t.Fatalf("%+v", alerts)
 	}
 	cc := good.ConsumerConfig()
-	if cc.AckPolicy != jetstream.AckExplicitPolicy || cc.MaxAckPending < 2*good.BatchSize || cc.MaxDeliver != -1 || cc.DeliverPolicy != jetstream.DeliverAllPolicy {
+	if cc.AckPolicy != jetstream.AckExplicitPolicy || cc.MaxAckPending != 2*good.BatchSize || cc.MaxDeliver != -1 || cc.DeliverPolicy != jetstream.DeliverAllPolicy {
 		t.Fatalf("%+v", cc)
 	}
 	for _, f := range []func(*AuditConsumerConfig){

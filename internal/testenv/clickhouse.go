@@ -33,11 +33,20 @@ func ClickHouse(t testing.TB) driver.Conn {
 	if err != nil {
 		t.Fatalf("ClickHouse at %s: %v", ClickHouseAddr(), err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	if err := conn.Ping(ctx); err != nil {
-		_ = conn.Close()
-		t.Fatalf("ClickHouse at %s is not reachable (%v): run the tests with scripts/test.sh, which starts it", ClickHouseAddr(), err)
+	// A server that is busy starting (or restarting) gets a few seconds.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		err = conn.Ping(ctx)
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = conn.Close()
+			t.Fatalf("ClickHouse at %s is not reachable (%v): run the tests with scripts/test.sh, which starts it", ClickHouseAddr(), err)
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	return conn

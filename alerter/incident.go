@@ -130,6 +130,7 @@ const (
 	MaxAlertIDsKept = 1000 // IDs, to recognise redelivered alerts
 	MaxSessionsKept = 50
 	MaxChangesKept  = 500
+	MaxEnforcements = 50
 	MaxNoteLen      = 2000
 )
 
@@ -160,8 +161,12 @@ type Incident struct {
 	// Changes are the decisions and session actions taken, oldest first.
 	Changes    []Change   `json:"changes,omitempty"`
 	Deliveries []Delivery `json:"deliveries,omitempty"`
-	CreatedAt  time.Time  `json:"created_at"`
-	UpdatedAt  time.Time  `json:"updated_at"`
+	// Enforcements are the outcomes of the detector's actions on the
+	// incident's alerts (reauth, revocations), as the enforcer reported
+	// them.
+	Enforcements []Enforcement `json:"enforcements,omitempty"`
+	CreatedAt    time.Time     `json:"created_at"`
+	UpdatedAt    time.Time     `json:"updated_at"`
 }
 
 // Change is one thing a reviewer did about an incident.
@@ -182,6 +187,19 @@ type Change struct {
 	// Recorded: the action is stored in the ALERTS stream (for the audit
 	// log). Until then the alerter keeps republishing it.
 	Recorded bool `json:"recorded"`
+}
+
+// Enforcement is the outcome of the detector's action on one alert.
+type Enforcement struct {
+	ActionID  string    `json:"action_id"`
+	AlertID   string    `json:"alert_id"`
+	Time      time.Time `json:"time"`
+	Action    string    `json:"action"`
+	SessionID string    `json:"session_id,omitempty"`
+	Result    string    `json:"result"`
+	Error     string    `json:"error,omitempty"`
+	Attempts  int       `json:"attempts,omitempty"`
+	Count     int       `json:"count,omitempty"`
 }
 
 // Delivery states.
@@ -341,6 +359,7 @@ func (inc *Incident) Clone() *Incident {
 	c.SessionIDs = slices.Clone(inc.SessionIDs)
 	c.Changes = slices.Clone(inc.Changes)
 	c.Deliveries = slices.Clone(inc.Deliveries)
+	c.Enforcements = slices.Clone(inc.Enforcements)
 	return &c
 }
 

@@ -18,6 +18,7 @@ type Metrics struct {
 	NotificationSeconds *prometheus.HistogramVec
 	ActionsPublished    *prometheus.CounterVec // action
 	ActionPublishErrors prometheus.Counter
+	Enforcements        *prometheus.CounterVec // result
 }
 
 // NewMetrics builds the alerter's metrics and registers them with reg when
@@ -48,11 +49,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "actions_published_total", Help: "Reviewers' actions published for the audit log, by action."}, []string{"action"}),
 		ActionPublishErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "action_publish_errors_total", Help: "Failed publications of reviewers' actions (retried)."}),
+		Enforcements: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "enforcements_total", Help: "Outcomes of the detector's actions recorded on incidents, by result."}, []string{"result"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.AlertsReceived, m.AlertsDuplicate, m.AlertsInvalid, m.IncidentsOpened, m.Incidents,
 			m.NotificationsSent, m.NotificationsFailed, m.NotificationTries, m.NotificationSeconds,
-			m.ActionsPublished, m.ActionPublishErrors)
+			m.ActionsPublished, m.ActionPublishErrors, m.Enforcements)
 	}
 	return m
 }

@@ -225,6 +225,80 @@ func (s *Service) HandleAlert(ctx context.Context, a events.Alert) error {
 	return fmt.Errorf("alert %s: %w (gave up after 20 tries)", a.ID, ErrConflict)
 }
 
+// HandleAction records the outcome of the detector's enforcement of an
+// alert on the incident that holds the alert. Reviewers' actions (this
+// alerter's own) are ignored; an action about an alert no incident holds
+// is an ErrNotFound error.
+func (s *Service) HandleAction(ctx context.Context, a events.Action) error {
+	if a.Kind != events.KindEnforcement || a.AlertID == "" {
+		return nil
+	}
+	id, err := s.incidentOf(ctx, a)
+	if err != nil {
+		return err
+	}
+	if id == "" {
+		// Its alert may be on its way again (a failed delivery comes back
+		// after what followed it): the consumer retries, then gives up.
+		return fmt.Errorf("enforcement %s: %w: no incident holds alert %s", a.ID, ErrNotFound, a.AlertID)
+	}
+	result := a.Result
+	_, err = s.modify(ctx, id, func(inc *Incident) error {
+		if slices.ContainsFunc(inc.Enforcements, func(e Enforcement) bool { return e.ActionID == a.ID }) {
+			return errStop
+		}
+		inc.Enforcements = append(inc.Enforcements, Enforcement{ActionID: a.ID, AlertID: a.AlertID, Time: a.Time,
+			Action: a.Action, SessionID: a.SessionID, Result: a.Result, Error: a.Error, Attempts: a.Attempts, Count: a.Count})
+		if len(inc.Enforcements) > MaxEnforcements {
+			inc.Enforcements = inc.Enforcements[len(inc.Enforcements)-MaxEnforcements:]
+		}
+		for i := range inc.Alerts {
+			if inc.Alerts[i].ID == a.AlertID {
+				inc.Alerts[i].ActionResult = a.Result
+			}
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errStop), errors.Is(err, ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("enforcement %s: incident %s: %w", a.ID, id, err)
+	}
+	s.m.Enforcements.WithLabelValues(result).Inc()
+	if a.Result == events.ResultFailed {
+		s.log.Warn("the detector's action failed", "incident", id, "action", a.Action, "error", a.Error, "attempts", a.Attempts)
+	}
+	return nil
+}
+
+// incidentOf finds the incident holding the alert an action is about: the
+// one its rule and user point to, the one it opened, or any in the index.
+func (s *Service) incidentOf(ctx context.Context, a events.Action) (string, error) {
+	gid, _, err := s.store.Group(ctx, GroupKey(events.Alert{Rule: a.Rule, UserID: a.UserID}))
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return "", err
+	}
+	for _, id := range []string{gid, IncidentID(a.AlertID)} {
+		if id == "" {
+			continue
+		}
+		inc, _, err := s.store.Get(ctx, id)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return "", err
+		}
+		if err == nil && inc.Has(a.AlertID) {
+			return id, nil
+		}
+	}
+	for _, inc := range s.index.all() {
+		if inc.Has(a.AlertID) {
+			return inc.ID, nil
+		}
+	}
+	return "", nil
+}
+
 // setGroup points the group key at id. A conflict means another instance
 // opened an incident for the same key at the same moment: both stay, and
 // repeats join the one the key points to.

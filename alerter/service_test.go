@@ -566,3 +566,41 @@ func TestRetryDelay(t *testing.T) {
 		t.Errorf("Retry-After capped at max: %v", d)
 	}
 }
+
+func TestEnforcementOutcome(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	t0 := e.clock.Now()
+	a1 := alertertest.TravelAlert("x1", "alice", t0)
+	a1.ActionResult = "pending"
+	a2 := alertertest.TravelAlert("x2", "alice", t0.Add(time.Minute))
+	a2.ActionResult = "pending"
+	e.handle(t, a1)
+	e.handle(t, a2)
+	act := events.Action{ID: "enf-2", Time: t0.Add(2 * time.Minute), Kind: events.KindEnforcement, Actor: "detector",
+		Action: "reauth", AlertID: "x2", Rule: a2.Rule, UserID: "alice", SessionID: "07bbbb", Result: events.ResultFailed,
+		Error: "not_found", Attempts: 3}
+	if err := e.svc.HandleAction(ctx, act); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.HandleAction(ctx, act); err != nil { // redelivered
+		t.Fatal(err)
+	}
+	inc := e.get(t, "x1")
+	if len(inc.Enforcements) != 1 || inc.Enforcements[0].Result != "failed" || inc.Enforcements[0].Error != "not_found" ||
+		inc.Latest().ActionResult != "failed" || inc.Alerts[0].ActionResult != "pending" {
+		t.Fatalf("enforcements %+v, latest alert's result %q", inc.Enforcements, inc.Latest().ActionResult)
+	}
+	// Reviewers' actions (ours) are not enforcement.
+	if err := e.svc.HandleAction(ctx, events.Action{ID: "r", Kind: events.KindReview, AlertID: "x1"}); err != nil {
+		t.Fatal(err)
+	}
+	// An action about an alert no incident holds (yet).
+	err := e.svc.HandleAction(ctx, events.Action{ID: "o", Kind: events.KindEnforcement, AlertID: "nope", Rule: "r", UserID: "u"})
+	if !errors.Is(err, alerter.ErrNotFound) {
+		t.Fatalf("orphan action: %v", err)
+	}
+	if got := value(e.m.Enforcements.WithLabelValues("failed")); got != 1 {
+		t.Fatalf("enforcements metric %v", got)
+	}
+}

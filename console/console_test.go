@@ -21,6 +21,7 @@ import (
 	"github.com/sessionmon/sessionmon/audit"
 	"github.com/sessionmon/sessionmon/client"
 	"github.com/sessionmon/sessionmon/console"
+	"github.com/sessionmon/sessionmon/events"
 	"github.com/sessionmon/sessionmon/httpapi"
 	"github.com/sessionmon/sessionmon/internal/testenv"
 	"github.com/sessionmon/sessionmon/redisstore"
@@ -377,8 +378,13 @@ func TestDecisions(t *testing.T) {
 	b := e.browser(t)
 	csrf := b.mustSignIn("alice")
 
+	if err := e.alerts.HandleAction(context.Background(), events.Action{ID: "enf", Time: time.Now(), Kind: events.KindEnforcement,
+		Actor: "detector", Action: "reauth", AlertID: "d1", Rule: "impossible-travel", UserID: "bob", SessionID: "07bbbb",
+		Result: events.ResultFailed, Error: "not_found", Attempts: 2}); err != nil {
+		t.Fatal(err)
+	}
 	p := b.get("/alerts/d1")
-	for _, want := range []string{"Paris, FR", "Sydney, AU", "48.8566, 2.3522", "16,960 km", "16,920 km/h", "1 h 0 min",
+	for _, want := range []string{"Enforcement by the detector", "(not_found)", "Paris, FR", "Sydney, AU", "48.8566, 2.3522", "16,960 km", "16,920 km/h", "1 h 0 min",
 		`id="decision-acknowledge"`, `id="decision-false_positive"`} {
 		if !strings.Contains(p.body, want) {
 			t.Errorf("alert page lacks %q", want)

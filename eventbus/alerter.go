@@ -216,18 +216,26 @@ func (s *IncidentStore) Watch(ctx context.Context, fn func(id string, inc *alert
 	}
 }
 
+// maxOrphanDeliveries is how often an action about an alert that no
+// incident holds is tried before it is dropped.
+const maxOrphanDeliveries = 5
+
 // AlerterConsumer is the alerter's durable consumer of the ALERTS stream,
 // shared by every alerter instance: each alert goes to one of them.
 const AlerterConsumer = "alerter"
 
-// AlertConsumer feeds alerts from the ALERTS stream to a handler, one at a
-// time, acknowledging each once it is handled. A handler error asks for
-// redelivery with backoff; what does not decode as an alert is
-// dead-lettered and acknowledged.
+// AlertConsumer feeds the ALERTS stream to the alerter, one message at a
+// time in stream order, acknowledging each once it is handled: alerts
+// (alerts.>) and the actions taken on them (actions.>), so that the
+// detector's enforcement of an alert, published after it, comes after it.
+// A handler error asks for redelivery with backoff; an alert that does not
+// decode is dead-lettered and acknowledged (an undecodable action is
+// counted and acknowledged: the audit writer dead-letters those).
 type AlertConsumer struct {
-	cons   jetstream.Consumer
-	handle func(context.Context, events.Alert) error
-	dead   func(ctx context.Context, subject string, data []byte, reason string) error
+	cons         jetstream.Consumer
+	handle       func(context.Context, events.Alert) error
+	handleAction func(context.Context, events.Action) error
+	dead         func(ctx context.Context, subject string, data []byte, reason string) error
 	// Invalid is called for each dead-lettered message (for a metric).
 	invalid func()
 	log     *slog.Logger
@@ -239,6 +247,8 @@ type AlertConsumerOptions struct {
 	Durable string
 	// Handle handles an alert; nil error acknowledges it.
 	Handle func(context.Context, events.Alert) error
+	// HandleAction, if set, handles an action; nil error acknowledges it.
+	HandleAction func(context.Context, events.Action) error
 	// DeadLetter stores what does not decode
 	// (AlertPublisher.DeadLetter).
 	DeadLetter func(ctx context.Context, subject string, data []byte, reason string) error
@@ -264,10 +274,12 @@ func OpenAlertConsumer(ctx context.Context, js jetstream.JetStream, o AlertConsu
 	if o.Invalid == nil {
 		o.Invalid = func() {}
 	}
+	if o.HandleAction == nil {
+		o.HandleAction = func(context.Context, events.Action) error { return nil }
+	}
 	c, err := js.CreateOrUpdateConsumer(ctx, events.AlertStreamName, jetstream.ConsumerConfig{
 		Durable:       o.Durable,
 		Description:   "sessionmon alerter: incidents, notifications and the review console",
-		FilterSubject: events.AlertSubjects,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       time.Minute,
@@ -277,7 +289,7 @@ func OpenAlertConsumer(ctx context.Context, js jetstream.JetStream, o AlertConsu
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: consumer %s: %w", o.Durable, err)
 	}
-	return &AlertConsumer{cons: c, handle: o.Handle, dead: o.DeadLetter, invalid: o.Invalid, log: o.Log}, nil
+	return &AlertConsumer{cons: c, handle: o.Handle, handleAction: o.HandleAction, dead: o.DeadLetter, invalid: o.Invalid, log: o.Log}, nil
 }
 
 // Name is the consumer's name, for the lag collector.
@@ -313,20 +325,36 @@ func (c *AlertConsumer) Run(ctx context.Context) error {
 }
 
 func (c *AlertConsumer) one(ctx context.Context, m jetstream.Msg) {
-	a, err := events.DecodeAlert(m.Data())
-	if err != nil {
-		c.invalid()
-		if derr := c.dead(ctx, m.Subject(), m.Data(), err.Error()); derr != nil {
-			c.log.Error("dead-letter an undecodable alert; redelivering it", "subject", m.Subject(), "err", derr)
-			_ = m.NakWithDelay(5 * time.Second)
+	var handle func(context.Context) error
+	var what string
+	if strings.HasPrefix(m.Subject(), "actions.") {
+		a, err := events.DecodeAction(m.Data())
+		if err != nil {
+			c.invalid()
+			c.log.Warn("ignored an undecodable action", "subject", m.Subject(), "reason", err)
+			_ = m.Ack()
 			return
 		}
-		c.log.Warn("dead-lettered an undecodable alert", "subject", m.Subject(), "reason", err)
-		_ = m.Ack()
-		return
+		what = "action " + a.ID
+		handle = func(ctx context.Context) error { return c.handleAction(ctx, a) }
+	} else {
+		a, err := events.DecodeAlert(m.Data())
+		if err != nil {
+			c.invalid()
+			if derr := c.dead(ctx, m.Subject(), m.Data(), err.Error()); derr != nil {
+				c.log.Error("dead-letter an undecodable alert; redelivering it", "subject", m.Subject(), "err", derr)
+				_ = m.NakWithDelay(5 * time.Second)
+				return
+			}
+			c.log.Warn("dead-lettered an undecodable alert", "subject", m.Subject(), "reason", err)
+			_ = m.Ack()
+			return
+		}
+		what = "alert " + a.ID
+		handle = func(ctx context.Context) error { return c.handle(ctx, a) }
 	}
 	hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = c.handle(hctx, a)
+	err := handle(hctx)
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -336,12 +364,17 @@ func (c *AlertConsumer) one(ctx context.Context, m jetstream.Msg) {
 		if meta, merr := m.Metadata(); merr == nil {
 			n = meta.NumDelivered
 		}
+		if errors.Is(err, alerter.ErrNotFound) && n >= maxOrphanDeliveries {
+			c.log.Warn("giving up on an action about an unknown alert", "what", what, "deliveries", n, "err", err)
+			_ = m.Ack()
+			return
+		}
 		delay := min(time.Second<<min(n-1, 6), time.Minute)
-		c.log.Warn("handling an alert failed; redelivering it", "alert", a.ID, "delivery", n, "in", delay, "err", err)
+		c.log.Warn("handling failed; redelivering", "what", what, "delivery", n, "in", delay, "err", err)
 		_ = m.NakWithDelay(delay)
 		return
 	}
 	if err := m.Ack(); err != nil {
-		c.log.Warn("ack alert", "alert", a.ID, "err", err)
+		c.log.Warn("ack", "what", what, "err", err)
 	}
 }

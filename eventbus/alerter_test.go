@@ -54,6 +54,11 @@ func TestAlertConsumer(t *testing.T) {
 	if _, err := js.Publish(ctx, "alerts.03.junk", []byte(`{"not":"an alert"}`)); err != nil {
 		t.Fatal(err)
 	}
+	enforced := events.Action{ID: "e1", Time: now, Kind: events.KindEnforcement, Actor: "detector", Action: "reauth",
+		AlertID: "c1", UserID: "alice", Result: events.ResultDone}
+	if err := pub.PublishAction(ctx, enforced); err != nil {
+		t.Fatal(err)
+	}
 
 	var mu sync.Mutex
 	var got []string
@@ -70,6 +75,12 @@ func TestAlertConsumer(t *testing.T) {
 			got = append(got, a.ID)
 			return nil
 		},
+		HandleAction: func(_ context.Context, a events.Action) error {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, "action:"+a.ID)
+			return nil
+		},
 		DeadLetter: eventbus.NewAlertPublisher(js, "alerter").DeadLetter,
 		Invalid:    func() { mu.Lock(); invalid++; mu.Unlock() },
 	})
@@ -84,7 +95,7 @@ func TestAlertConsumer(t *testing.T) {
 		mu.Lock()
 		n, inv := len(got), invalid
 		mu.Unlock()
-		if n == 2 && inv == 1 {
+		if n == 3 && inv == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -96,8 +107,9 @@ func TestAlertConsumer(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if got[0] != "c1" || got[1] != "c2" {
-		t.Fatalf("handled %v: the failed alert must come again", got)
+	// c2 failed once and came again after the action that followed it.
+	if got[0] != "c1" || got[1] != "action:e1" || got[2] != "c2" {
+		t.Fatalf("handled %v: want c1, the action, then c2 again", got)
 	}
 	info, err := js.Consumer(ctx, events.AlertStreamName, eventbus.AlerterConsumer)
 	if err != nil {

@@ -273,6 +273,13 @@ func TestAlertToNotificationAndMetrics(t *testing.T) {
 	if _, err := st.js.Publish(ctx, "alerts.05.junk", []byte("not json")); err != nil {
 		t.Fatal(err)
 	}
+	// The detector's enforcement of the second alert, as its enforcer
+	// publishes it.
+	if err := st.publisher.PublishAction(ctx, events.Action{ID: "enf-e2e2", Time: now, Kind: events.KindEnforcement,
+		Actor: "detector", Action: "reauth", AlertID: "e2e2", Rule: "impossible-travel", UserID: "bob", SessionID: "07bbbb",
+		Result: events.ResultDone, Attempts: 1}); err != nil {
+		t.Fatal(err)
+	}
 
 	waitFor(t, "the webhook", func() bool { return len(st.hook.got()) == 1 })
 	r := st.hook.got()[0]
@@ -301,6 +308,7 @@ func TestAlertToNotificationAndMetrics(t *testing.T) {
 		return metric(body, `sessionmon_alerter_alerts_received_total{severity="high"} 2`) &&
 			metric(body, `sessionmon_alerter_alerts_invalid_total 1`) &&
 			metric(body, `sessionmon_alerter_notifications_sent_total{notifier="soc"} 1`) &&
+			metric(body, `sessionmon_alerter_enforcements_total{result="done"} 1`) &&
 			metric(body, `sessionmon_consumer_pending_messages{consumer="alerter",stream="ALERTS"} 0`)
 	})
 	for _, want := range []string{`sessionmon_alerter_incidents{severity="high",state="open"} 1`, `sessionmon_alerter_incidents_opened_total{severity="high"} 1`} {

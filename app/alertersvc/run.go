@@ -237,7 +237,7 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer, hk hooks) error {
 			return err
 		}
 		consumer, err := eventbus.OpenAlertConsumer(gctx, js, eventbus.AlertConsumerOptions{
-			Durable: cfg.Consumer, Handle: svc.HandleAlert, DeadLetter: pub.DeadLetter,
+			Durable: cfg.Consumer, Handle: svc.HandleAlert, HandleAction: svc.HandleAction, DeadLetter: pub.DeadLetter,
 			Invalid: am.AlertsInvalid.Inc, Log: log.With("component", "consumer"),
 		})
 		if err != nil {

@@ -62,7 +62,21 @@ type env struct {
 	admin    *client.Client // the alerter's key
 	shop     *client.Client // an app's key, for users' sessions
 	timeline *timeline
+	log      *syncBuffer
 }
+
+// syncBuffer collects the console's log.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func sessionService(t *testing.T) string {
 	t.Helper()
@@ -91,7 +105,7 @@ func sessionService(t *testing.T) string {
 func newEnv(t *testing.T, mod ...func(*console.Config)) *env {
 	t.Helper()
 	svcURL := sessionService(t)
-	e := &env{store: alertertest.NewMemStore(), actions: &alertertest.Actions{}, timeline: &timeline{}}
+	e := &env{store: alertertest.NewMemStore(), actions: &alertertest.Actions{}, timeline: &timeline{}, log: &syncBuffer{}}
 	var err error
 	if e.admin, err = client.New(svcURL, adminSecret); err != nil {
 		t.Fatal(err)
@@ -123,7 +137,7 @@ func newEnv(t *testing.T, mod ...func(*console.Config)) *env {
 		t.Fatal(err)
 	}
 	cfg := console.Config{Alerts: e.alerts, Sessions: e.admin, Timeline: e.timeline, Accounts: accounts,
-		Log: slog.New(slog.DiscardHandler)}
+		Log: slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	for _, f := range mod {
 		f(&cfg)
 	}
@@ -279,6 +293,11 @@ func TestSignInAndOut(t *testing.T) {
 		t.Fatalf("console session at the service: %+v %v", live, err)
 	}
 
+	token := strings.TrimPrefix(strings.SplitN(cookie, ";", 2)[0], console.SessionCookie+"=")
+	if len(token) < 40 {
+		t.Fatalf("token %q", token)
+	}
+
 	list := b.get("/alerts")
 	if list.status != 200 || !strings.Contains(list.body, "alice · responder") {
 		t.Fatalf("alerts: %d\n%s", list.status, list.body)
@@ -307,6 +326,11 @@ func TestSignInAndOut(t *testing.T) {
 	}
 	if p := b.get("/alerts"); p.status != http.StatusSeeOther || !strings.HasPrefix(p.header.Get("Location"), "/login") {
 		t.Fatalf("after sign-out: %d", p.status)
+	}
+	logged := e.log.String()
+	secret := token[strings.IndexByte(token, '.')+1:]
+	if !strings.Contains(logged, "reviewer signed in") || strings.Contains(logged, secret) || strings.Contains(logged, password) {
+		t.Fatalf("the log holds a token or password, or no sign-in:\n%s", logged)
 	}
 }
 

@@ -117,7 +117,11 @@ func New(c Config) (*Service, error) {
 // stops deliveries in progress (they resume at the next start).
 func (s *Service) Run(ctx context.Context) error {
 	defer func() {
+		// Under mu: a delivery either started (Add) before the cancel, or
+		// sees it and does not start, so Wait waits for every one.
+		s.mu.Lock()
 		s.cancel()
+		s.mu.Unlock()
 		s.wg.Wait()
 	}()
 	watchErr := make(chan error, 1)

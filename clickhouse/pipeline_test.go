@@ -28,7 +28,7 @@ type proxy struct {
 	target string
 	mu     sync.Mutex
 	down   bool
-	conns  map[net.Conn]struct{}
+	pairs  map[net.Conn]net.Conn // writer side -> ClickHouse side
 }
 
 func startProxy(t testing.TB, target string) *proxy {
@@ -37,7 +37,7 @@ func startProxy(t testing.TB, target string) *proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p := &proxy{ln: ln, target: target, pairs: map[net.Conn]net.Conn{}}
 	go p.serve()
 	t.Cleanup(func() { ln.Close(); p.Cut() })
 	return p
@@ -64,25 +64,40 @@ func (p *proxy) serve() {
 			continue
 		}
 		p.mu.Lock()
-		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
+		p.pairs[c] = up
 		p.mu.Unlock()
-		go func() { _, _ = io.Copy(up, c); up.Close(); c.Close() }()
-		go func() { _, _ = io.Copy(c, up); up.Close(); c.Close() }()
+		go func() { _, _ = io.Copy(up, c); closeGently(up) }()
+		go func() { _, _ = io.Copy(c, up); c.Close() }()
 	}
 }
 
-// Cut drops every connection and refuses new ones.
+// closeGently ends a connection to ClickHouse as a client that goes away
+// does: a FIN, then whatever the server still sends is read and dropped.
+// (Resetting the shared test server's connections mid-query has been
+// seen to crash it; the writer's side is cut hard regardless.)
+func closeGently(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	_, _ = io.Copy(io.Discard, c)
+	c.Close()
+}
+
+// Cut drops every connection on the writer's side (a reset, as when the
+// server dies) and refuses new ones.
 func (p *proxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.down = true
-	for c := range p.conns {
+	for c, up := range p.pairs {
 		if tc, ok := c.(*net.TCPConn); ok {
-			_ = tc.SetLinger(0) // a reset, as when the server dies
+			_ = tc.SetLinger(0)
 		}
 		c.Close()
+		go closeGently(up)
 	}
-	clear(p.conns)
+	clear(p.pairs)
 }
 
 // Restore accepts connections again.

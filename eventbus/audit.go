@@ -211,18 +211,17 @@ type errFault struct{ err error }
 
 func (e errFault) Error() string { return "fault after write: " + e.err.Error() }
 
-// Run consumes until ctx ends, then writes and acks what it holds (within
-// ShutdownTimeout). It waits for NATS and the stream when they are not
-// there yet, and retries a batch that cannot be stored for as long as it
-// runs: nothing is acked that was not stored.
+// Run consumes until ctx ends, then writes and acks what it received
+// (within ShutdownTimeout). It waits for NATS and the stream when they are
+// not there yet, and retries a batch that cannot be stored for as long as
+// it runs: nothing is acked that was not stored.
 func (c *AuditConsumer) Run(ctx context.Context) error {
 	msgs := make(chan jetstream.Msg, 1024)
-	readCtx, stopReading := context.WithCancel(ctx)
-	defer stopReading()
+	abandon := make(chan struct{})
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
-		c.read(readCtx, msgs)
+		c.read(ctx, abandon, msgs)
 	}()
 
 	// The flusher writes and acks batches in order; it ends when toFlush
@@ -241,10 +240,31 @@ func (c *AuditConsumer) Run(ctx context.Context) error {
 	cur := <-free
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	var runErr error
+	defer timer.Stop()
+	// add stages a message, starting the batch's clock; false when the
+	// message stream ended or ctx ended while dead-lettering.
+	add := func(m jetstream.Msg, ok bool) bool {
+		if !ok {
+			return false
+		}
+		if len(cur.msgs) == 0 {
+			cur.first, cur.touched = time.Now(), time.Now()
+			timer.Reset(c.cfg.BatchInterval)
+		}
+		return c.stage(ctx, cur, m)
+	}
+	// handOff gives the batch to the flusher and takes the free one.
 	handOff := func() bool {
+		timer.Stop()
 		if len(cur.msgs) == 0 {
 			return true
+		}
+		// An idle flusher takes the batch as it is.
+		select {
+		case toFlush <- cur:
+			cur = <-free
+			return true
+		default:
 		}
 		tick := time.NewTicker(keep)
 		defer tick.Stop()
@@ -253,22 +273,15 @@ func (c *AuditConsumer) Run(ctx context.Context) error {
 			case toFlush <- cur:
 				// The flusher takes a batch only after it returned the
 				// previous one: a free batch is there.
-				for {
-					select {
-					case cur = <-free:
-						return true
-					case err := <-flushErr:
-						flushErr <- err
-						return false
-					}
-				}
+				cur = <-free
+				return true
 			case <-tick.C:
 				cur.keepAlive(keep)
-			case m := <-msgs:
+			case m, ok := <-msgs:
 				// The flusher is busy (or ClickHouse is away): the
 				// batch grows, so that every unacked message (at most
 				// MaxAckPending) is in a batch and kept alive.
-				if !c.stage(ctx, cur, m) {
+				if !add(m, ok) {
 					return false
 				}
 			case err := <-flushErr:
@@ -285,40 +298,34 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case err := <-flushErr:
-			runErr = err
+			flushErr <- err
 			break loop
 		case <-timer.C:
 			if !handOff() {
 				break loop
 			}
-		case m := <-msgs:
-			if len(cur.msgs) == 0 {
-				cur.first, cur.touched = time.Now(), time.Now()
-				timer.Reset(c.cfg.BatchInterval)
-			}
-			if !c.stage(ctx, cur, m) {
+		case m, ok := <-msgs:
+			if !add(m, ok) {
 				break loop
 			}
-			if len(cur.msgs) >= c.cfg.BatchSize {
-				timer.Stop()
-				if !handOff() {
-					break loop
-				}
+			if len(cur.msgs) >= c.cfg.BatchSize && !handOff() {
+				break loop
 			}
 		}
 	}
-	timer.Stop()
-	stopReading()
-	<-readDone
+	c.ready.Store(false)
 
-	if runErr == nil {
-		select {
-		case runErr = <-flushErr:
-		default:
-		}
+	var runErr error
+	select {
+	case runErr = <-flushErr:
+	default:
 	}
 	if runErr != nil {
+		// The flusher failed (or a fault was injected): stop as a
+		// crashed writer would, acking nothing more.
 		hardStop()
+		close(abandon)
+		<-readDone
 		close(toFlush)
 		var f errFault
 		if errors.As(runErr, &f) {
@@ -326,10 +333,29 @@ loop:
 		}
 		return fmt.Errorf("audit consumer %s: %w", c.cfg.Durable, runErr)
 	}
-	// Graceful end: write and ack what is held, within the timeout.
-	c.ready.Store(false)
+
+	// Graceful end. The reader drains the client's buffer: those messages
+	// were delivered to this writer, so it writes them too, with what it
+	// holds, within the timeout; what is left is redelivered later.
 	deadline := time.AfterFunc(c.cfg.ShutdownTimeout, hardStop)
 	defer deadline.Stop()
+drain:
+	for {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				break drain
+			}
+			if len(cur.msgs) == 0 {
+				cur.touched = time.Now()
+			}
+			c.stage(hard, cur, m)
+		case <-hard.Done():
+			break drain
+		}
+	}
+	close(abandon)
+	<-readDone
 	if len(cur.msgs) > 0 {
 		select {
 		case toFlush <- cur:
@@ -339,7 +365,7 @@ loop:
 	close(toFlush)
 	err := <-flushErr
 	if hard.Err() != nil {
-		c.log.Warn("shutdown timeout: unwritten messages left unacked for redelivery")
+		c.log.Warn("shutdown timeout: unwritten messages left unacked, for redelivery")
 	}
 	return err
 }
@@ -445,8 +471,10 @@ func (c *AuditConsumer) ack(s *staged) {
 }
 
 // read creates (or updates) the consumer and feeds its messages to out,
-// starting over after errors, until ctx ends.
-func (c *AuditConsumer) read(ctx context.Context, out chan<- jetstream.Msg) {
+// starting over after errors. When ctx ends it drains the client's buffer
+// into out, then closes out; when abandon is closed it drops everything.
+func (c *AuditConsumer) read(ctx context.Context, abandon <-chan struct{}, out chan<- jetstream.Msg) {
+	defer close(out)
 	for attempt := 0; ; attempt++ {
 		if ctx.Err() != nil {
 			return
@@ -479,7 +507,16 @@ func (c *AuditConsumer) read(ctx context.Context, out chan<- jetstream.Msg) {
 		c.ready.Store(true)
 		pctx, stopPending := context.WithCancel(ctx)
 		go c.pendingLoop(pctx, cons)
-		go func() { <-pctx.Done(); it.Stop() }()
+		iterDone := make(chan struct{})
+		go func() {
+			select {
+			case <-ctx.Done():
+				it.Drain() // Next returns what is buffered, then ends
+			case <-abandon:
+				it.Stop()
+			case <-iterDone:
+			}
+		}()
 		for {
 			m, err := it.Next()
 			if err != nil {
@@ -490,13 +527,20 @@ func (c *AuditConsumer) read(ctx context.Context, out chan<- jetstream.Msg) {
 			}
 			select {
 			case out <- m:
-			case <-ctx.Done():
+			case <-abandon:
+				it.Stop()
+				close(iterDone)
+				stopPending()
+				return
 			}
 		}
+		close(iterDone)
 		stopPending()
 		c.ready.Store(false)
 		select {
 		case <-ctx.Done():
+			return
+		case <-abandon:
 			return
 		case <-time.After(time.Second):
 		}

@@ -28,8 +28,8 @@ func TestConcurrentTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := &recorder{fail: func(call, n int) int {
-		if call%5 == 0 {
-			return n / 2
+		if call%40 == 0 {
+			return call % (n + 1) // store some or all, then fail
 		}
 		return -1
 	}}

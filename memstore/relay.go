@@ -24,9 +24,21 @@ var ErrRelayRunning = errors.New("memstore: a relay already runs on this store")
 // expiry sweeper, one goroutine per partition, so that each partition's
 // events reach the stream in the order the store committed them. An event
 // leaves the outbox only after the broker acknowledged it; while the broker
-// is away the relay retries the same batch with backoff, and the stream
-// de-duplicates a republished event by its ID (the duplicate window). One
-// process holds the store, so there is no lease: one Relay runs at a time.
+// is away the relay retries it with backoff, and the stream de-duplicates a
+// republished event by its ID (the duplicate window), so each event is
+// stored once as long as a retry comes within that window.
+//
+// A partition has one event in flight at a time: the next is published
+// after the previous one's ack. Pipelining a batch is faster (measured with
+// in-process NATS on two cores: 51,000 against 36,000 events/s over 16
+// partitions) but not safe for order: when the broker fails in the middle
+// of a batch, an event can be lost with the connection while later ones,
+// held in the client's reconnect buffer or accepted once the stream is
+// back, are stored before its republication. One at a time, no event is
+// sent before every earlier one of its partition is stored.
+//
+// One process holds the store, so there is no lease: one Relay runs at a
+// time.
 type Relay struct {
 	store *Store
 	pub   Publisher
@@ -37,12 +49,12 @@ type Relay struct {
 
 // RelayConfig tunes a Relay. Zero values take the defaults. It has the
 // shape of redisstore.RelayConfig without the lease, which a store in one
-// process does not need.
+// process does not need, and without Linger, which only helps batches that
+// are published together.
 type RelayConfig struct {
-	Batch         int           // events per publish; 1000
+	Batch         int           // events taken from the outbox at a time; 1000
 	SweepInterval time.Duration // how often to end timed-out sessions; 1s
 	DrainTimeout  time.Duration // how long shutdown may spend flushing; 10s
-	Linger        time.Duration // pause after a small batch; 2ms
 	// Now is the clock of the sweeper; time.Now when nil.
 	Now func() time.Time
 }
@@ -56,9 +68,6 @@ func (c *RelayConfig) defaults() {
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 10 * time.Second
-	}
-	if c.Linger <= 0 {
-		c.Linger = 2 * time.Millisecond
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -114,22 +123,19 @@ func (r *Relay) relay(ctx context.Context, p int) {
 			wait(ctx, notify, time.Until(nextSweep))
 			continue
 		}
-		if err := r.publish(ctx, buf); err != nil {
+		n, err := r.publish(ctx, buf)
+		r.store.drop(p, n)
+		clear(buf) // hold no events between rounds
+		if n > 0 {
+			backoff.reset() // the broker is there: back off only while nothing goes
+		}
+		if err != nil {
 			if ctx.Err() == nil {
-				log.Warn("outbox relay", "err", err, "events", len(buf), "retry_in", backoff.d)
+				log.Warn("outbox relay", "err", err, "published", n, "retry_in", backoff.d)
 				backoff.wait(ctx)
 			}
 			continue
 		}
-		r.store.drop(p, len(buf))
-		backoff.reset()
-		if len(buf) < r.cfg.Batch/4 {
-			// A small batch: let the next one grow for a moment. Fewer,
-			// larger publishes cost NATS far less per event, for at most
-			// Linger of added delivery delay.
-			wait(ctx, nil, r.cfg.Linger)
-		}
-		clear(buf) // hold no events between batches
 	}
 }
 
@@ -149,16 +155,20 @@ func (r *Relay) sweep(ctx context.Context, log *slog.Logger, p int) {
 	}
 }
 
-// publish publishes one batch and counts it.
-func (r *Relay) publish(ctx context.Context, evs []events.Event) error {
+// publish publishes evs in order, each once the previous one is
+// acknowledged, and returns how many the broker acknowledged.
+func (r *Relay) publish(ctx context.Context, evs []events.Event) (int, error) {
 	start := time.Now()
-	if err := r.pub.Publish(ctx, evs); err != nil {
-		r.m.RelayErrors.WithLabelValues("publish").Inc()
-		return err
+	for i := range evs {
+		if err := r.pub.Publish(ctx, evs[i:i+1]); err != nil {
+			r.m.RelayErrors.WithLabelValues("publish").Inc()
+			r.m.Published.Add(float64(i))
+			return i, err
+		}
 	}
 	r.m.PublishSeconds.Observe(time.Since(start).Seconds())
 	r.m.Published.Add(float64(len(evs)))
-	return nil
+	return len(evs), nil
 }
 
 // shutdown flushes a partition's outbox, retrying within DrainTimeout.
@@ -175,11 +185,14 @@ func (r *Relay) shutdown(log *slog.Logger, p int, buf []events.Event) {
 			}
 			return
 		}
-		err := r.publish(ctx, buf)
-		if err == nil {
-			r.store.drop(p, len(buf))
-			total += len(buf)
+		n, err := r.publish(ctx, buf)
+		r.store.drop(p, n)
+		total += n
+		clear(buf)
+		if n > 0 {
 			backoff.reset()
+		}
+		if err == nil {
 			continue
 		}
 		if ctx.Err() != nil {

@@ -31,37 +31,55 @@ func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, ni
 
 // recorder is a broker in memory: it stores what it is given, drops
 // duplicates by event ID as JetStream's duplicate window does, and can be
-// told to fail, after storing part of a batch or nothing.
+// told to fail, after storing part of a batch, all of it (the ack was
+// lost), or nothing.
 type recorder struct {
 	mu    sync.Mutex
 	byP   [events.Partitions][]events.Event
 	seen  map[string]bool
 	calls int
-	// fail, when set, decides for each call how many of the batch are
+	// fail, when set, decides for each call how many of the n events are
 	// stored before it fails; a negative count means no failure.
 	fail func(call int, n int) int
+	// lose, when set, names for each call the one event of the n that is
+	// lost while the others are stored, and the call fails; a negative
+	// index means no loss. It is a connection dying with an event in it
+	// while later ones wait in the client's reconnect buffer.
+	lose func(call int, n int) int
 }
 
 func (r *recorder) Publish(ctx context.Context, evs []events.Event) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.calls++
-	keep := -1
+	keep, lost := -1, -1
 	if r.fail != nil {
 		keep = r.fail(r.calls, len(evs))
+	}
+	if r.lose != nil {
+		lost = r.lose(r.calls, len(evs))
 	}
 	if r.seen == nil {
 		r.seen = map[string]bool{}
 	}
 	for i, e := range evs {
 		if keep >= 0 && i >= keep {
-			return fmt.Errorf("broker down after %d of %d", keep, len(evs))
+			break
+		}
+		if i == lost {
+			continue
 		}
 		if !r.seen[e.ID] {
 			r.seen[e.ID] = true
 			p := events.PartitionOf(e.Data.UserID)
 			r.byP[p] = append(r.byP[p], e)
 		}
+	}
+	if keep >= 0 {
+		return fmt.Errorf("broker down after storing %d of %d", min(keep, len(evs)), len(evs))
+	}
+	if lost >= 0 {
+		return fmt.Errorf("event %d of %d lost", lost, len(evs))
 	}
 	return nil
 }
@@ -162,7 +180,7 @@ func TestRelayRetriesInOrder(t *testing.T) {
 	svc, _ := sessions.NewService(st, sessions.DefaultPolicy(), nil)
 	pub := &recorder{fail: func(call, n int) int {
 		if call%3 == 0 {
-			return call % (n + 1) // store a prefix, then fail
+			return call % (n + 1) // store some or all, then fail
 		}
 		return -1
 	}}
@@ -192,6 +210,28 @@ func TestRelayRetriesInOrder(t *testing.T) {
 	if got := len(pub.all()); int64(got) != st.Committed() {
 		t.Fatalf("published %d, committed %d", got, st.Committed())
 	}
+}
+
+// A broker that loses an event while it stores later ones (a connection
+// dying with the event in it, the later ones in the reconnect buffer) gets
+// no event out of order: none is sent before the earlier ones are stored.
+func TestRelayOrderSurvivesLostEvent(t *testing.T) {
+	st := newStore(t, memstore.Options{})
+	c := tap(st)
+	svc, _ := sessions.NewService(st, sessions.DefaultPolicy(), nil)
+	for i := range 120 {
+		if _, err := svc.Create(ctx, shop, sessions.CreateRequest{UserID: fmt.Sprintf("u%d", i%20), IP: "192.0.2.1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub := &recorder{lose: func(call, n int) int {
+		if call%5 == 0 {
+			return n / 2
+		}
+		return -1
+	}}
+	relayUntilEmpty(t, st, pub)
+	c.same(t, pub.byP)
 }
 
 // Only one relay runs on a store at a time.

@@ -129,12 +129,9 @@ func (r *Relay) relay(ctx context.Context, p int) {
 		if n > 0 {
 			backoff.reset() // the broker is there: back off only while nothing goes
 		}
-		if err != nil {
-			if ctx.Err() == nil {
-				log.Warn("outbox relay", "err", err, "published", n, "retry_in", backoff.d)
-				backoff.wait(ctx)
-			}
-			continue
+		if err != nil && ctx.Err() == nil {
+			log.Warn("outbox relay", "err", err, "published", n, "retry_in", backoff.d)
+			backoff.wait(ctx)
 		}
 	}
 }

@@ -241,9 +241,7 @@ func TestNotificationsAndEscalation(t *testing.T) {
 		inc := e.get(t, "n1")
 		return len(inc.Deliveries) == 1 && inc.Deliveries[0].Status == alerter.DeliverySent
 	})
-	if got := value(e.m.NotificationsSent.WithLabelValues("hook")); got != 1 {
-		t.Fatalf("sent metric %v", got)
-	}
+	waitFor(t, "sent metric", func() bool { return value(e.m.NotificationsSent.WithLabelValues("hook")) == 1 })
 }
 
 func TestNotificationRetries(t *testing.T) {
@@ -279,9 +277,8 @@ func TestNotificationRetries(t *testing.T) {
 	if d := e.get(t, "t2").Deliveries[0]; d.Attempts != 3 || d.LastError != "boom 3" {
 		t.Fatalf("failed delivery: %+v", d)
 	}
-	if got := value(e.m.NotificationsFailed.WithLabelValues("hook")); got != 1 {
-		t.Fatalf("failed metric %v, want 1", got)
-	}
+	// The metric follows the record.
+	waitFor(t, "failed metric", func() bool { return value(e.m.NotificationsFailed.WithLabelValues("hook")) == 1 })
 
 	// A refusal is not retried.
 	e.hook.mu.Lock()

@@ -286,6 +286,18 @@ func TestNoEventLostWhileNATSIsDown(t *testing.T) {
 	if len(evs) != want || len(ids) != want {
 		t.Fatalf("stream holds %d events with %d distinct IDs, want %d", len(evs), len(ids), want)
 	}
+	// In commit order: each user's session.created before its access.
+	created := map[string]bool{}
+	for _, e := range evs {
+		switch e.Type {
+		case events.SessionCreated:
+			created[e.Data.UserID] = true
+		case events.SessionAccessed:
+			if !created[e.Data.UserID] {
+				t.Fatalf("the access of %s is stored before its creation", e.Data.UserID)
+			}
+		}
+	}
 	depth := outboxDepth(rdb, prefix)
 	if depth != 0 {
 		t.Fatalf("outbox still holds %d events", depth)

@@ -70,7 +70,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	// NATS may be down at start: the outbox keeps every event until the
 	// relay can publish it, so the API serves regardless.
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("sessionsvc"), nats.MaxReconnects(-1),
+	// No reconnect buffer: a publish while disconnected fails at once
+	// instead of waiting to be sent after the reconnect, ahead of the
+	// retried batch it belongs behind. What reaches the server is then a
+	// prefix of each batch, and the relay's retry (de-duplicated on the
+	// event ID) completes it in order.
+	nc, err := nats.Connect(cfg.NATSURL, nats.Name("sessionsvc"), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1),
 		nats.RetryOnFailedConnect(true), nats.ReconnectWait(500*time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }))

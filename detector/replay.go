@@ -54,3 +54,21 @@ func trimSpace(b []byte) []byte {
 	}
 	return b
 }
+
+// ReplayEach is Replay over events handed over by each (a reader of the
+// audit log, say), which calls its argument for every event in order.
+func ReplayEach(e *Engine, each func(fn func(events.Event) error) error, w io.Writer) (ReplayStats, error) {
+	var st ReplayStats
+	enc := json.NewEncoder(w)
+	err := each(func(ev events.Event) error {
+		st.Events++
+		for _, a := range e.Process(ev) {
+			st.Alerts++
+			if err := enc.Encode(a); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return st, err
+}

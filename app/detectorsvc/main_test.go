@@ -5,11 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/sessionmon/sessionmon/clickhouse"
 	"github.com/sessionmon/sessionmon/events"
 	"github.com/sessionmon/sessionmon/geo/geotest"
+	"github.com/sessionmon/sessionmon/internal/testenv"
 )
 
 func TestReplay(t *testing.T) {
@@ -81,5 +85,78 @@ func TestReplayErrors(t *testing.T) {
 	}
 	if !strings.Contains(errOut.String(), "warning: no GeoIP city database") {
 		t.Fatalf("no warning: %s", errOut.String())
+	}
+}
+
+// `detector replay` reads a time range of the audit log in ClickHouse and
+// raises the same alerts as from the file the events came from.
+func TestReplayFromAuditLog(t *testing.T) {
+	conn := testenv.ClickHouse(t)
+	db := testenv.ClickHouseDatabase(t, conn)
+	url := "clickhouse://" + testenv.ClickHouseAddr() + "/" + db
+	store, err := clickhouse.Open(clickhouse.Config{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	ctx := context.Background()
+	if _, err := store.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dir := "../../rules/testdata/impossible-travel-across-sessions/"
+	raw, err := os.ReadFile(dir + "events.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := store.NewEventBatch(clickhouse.WriterOptions{})
+	var first, last time.Time
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		ev, err := events.Decode([]byte(line))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first.IsZero() {
+			first = ev.Time
+		}
+		last = ev.Time
+		if err := batch.AddEvent(ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := batch.Write(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	p := geotest.MustBuild(t)
+	env := map[string]string{"GEOIP_CITY_DB": p.City, "GEOIP_ASN_DB": p.ASN, "GEOIP_ANONYMOUS_DB": p.Anonymous, "CLICKHOUSE_URL": url}
+	getenv := func(k string) string { return env[k] }
+	var fromFile, fromAudit, errOut bytes.Buffer
+	if err := Run(ctx, []string{"replay", "-rules", dir + "rules.yaml", "-events", dir + "events.jsonl"}, getenv, nil, &fromFile, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"replay", "-rules", dir + "rules.yaml", "-from", first.Add(-time.Minute).Format(time.RFC3339), "-to", last.Add(time.Minute).Format(time.RFC3339)}
+	if err := Run(ctx, args, getenv, nil, &fromAudit, &errOut); err != nil {
+		t.Fatal(err, errOut.String())
+	}
+	if fromFile.Len() == 0 || fromAudit.String() != fromFile.String() {
+		t.Fatalf("from the audit log:\n%s\nfrom the file:\n%s", fromAudit.String(), fromFile.String())
+	}
+	if !strings.Contains(errOut.String(), "replayed 2 events of the audit log") {
+		t.Fatalf("summary: %s", errOut.String())
+	}
+	// Errors name the setting.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"replay", "-from", "yesterday"}, "-from: want an RFC 3339 time"},
+		{[]string{"replay", "-from", "2026-11-22T10:00:00Z", "-to", "2026-11-22T09:00:00Z"}, "-from must be before -to"},
+	} {
+		if err := Run(ctx, c.args, getenv, nil, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want %q", c.args, err, c.want)
+		}
+	}
+	if err := Run(ctx, []string{"replay", "-from", "2026-11-22T10:00:00Z"}, func(string) string { return "" }, nil, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "CLICKHOUSE_URL (-clickhouse-url) is required") {
+		t.Errorf("without a URL: %v", err)
 	}
 }

@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
+	"github.com/sessionmon/sessionmon/clickhouse"
 	"github.com/sessionmon/sessionmon/detector"
+	"github.com/sessionmon/sessionmon/events"
 	"github.com/sessionmon/sessionmon/geo"
 	"github.com/sessionmon/sessionmon/internal/cli"
 	"github.com/sessionmon/sessionmon/rules"
@@ -25,7 +28,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "run":
 		return run(ctx, args[1:], getenv, stderr)
 	case "replay":
-		return replay(args[1:], getenv, stdin, stdout, stderr)
+		return replay(ctx, args[1:], getenv, stdin, stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q (want run or replay)", args[0])
 }
@@ -75,15 +78,50 @@ func loadRules(path string) (*rules.Set, error) {
 	return rules.Load(path)
 }
 
-func replay(args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+// replayAudit replays a time range of the audit log in ClickHouse.
+func replayAudit(ctx context.Context, set *rules.Set, res geo.Resolver, url string, span [2]time.Time, w io.Writer) (detector.ReplayStats, error) {
+	store, err := clickhouse.Open(clickhouse.Config{URL: url})
+	if err != nil {
+		return detector.ReplayStats{}, fmt.Errorf("CLICKHOUSE_URL: %w", err)
+	}
+	defer store.Close()
+	return detector.ReplayEach(detector.New(set, res), func(fn func(events.Event) error) error {
+		return store.Events(ctx, span[0], span[1], fn)
+	}, w)
+}
+
+func replay(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := cli.New("detector replay", getenv, stderr)
 	var rulesFile, eventsFile string
 	var g geoFlags
 	fs.String(&rulesFile, "rules", "RULES_FILE", "", "rules file (the built-in rules without one)")
+	var chURL, from, to string
 	fs.String(&eventsFile, "events", "", "-", "events file, JSON lines; - for standard input")
+	fs.String(&chURL, "clickhouse-url", "CLICKHOUSE_URL", "", "read the events from the audit log in ClickHouse instead (with -from and -to)")
+	fs.String(&from, "from", "", "", "with -clickhouse-url: start of the time range (RFC 3339)")
+	fs.String(&to, "to", "", "", "with -clickhouse-url: end of the time range (RFC 3339, default now)")
 	g.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	var span [2]time.Time
+	if from != "" || to != "" {
+		if chURL == "" {
+			return fmt.Errorf("-from and -to read the audit log: %s is required", fs.Setting("clickhouse-url"))
+		}
+		var err error
+		if span[0], err = time.Parse(time.RFC3339, from); err != nil {
+			return fmt.Errorf("-from: want an RFC 3339 time, e.g. 2026-11-22T10:00:00Z, got %q", from)
+		}
+		span[1] = time.Now()
+		if to != "" {
+			if span[1], err = time.Parse(time.RFC3339, to); err != nil {
+				return fmt.Errorf("-to: want an RFC 3339 time, got %q", to)
+			}
+		}
+		if !span[0].Before(span[1]) {
+			return errors.New("-from must be before -to")
+		}
 	}
 	set, err := loadRules(rulesFile)
 	if err != nil {
@@ -94,6 +132,15 @@ func replay(args []string, getenv func(string) string, stdin io.Reader, stdout, 
 		return err
 	}
 	defer closeGeo()
+	if !span[0].IsZero() {
+		st, err := replayAudit(ctx, set, res, chURL, span, stdout)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "detector: replayed %d events of the audit log from %s to %s with %d rules (%s): %d alerts\n",
+			st.Events, span[0].Format(time.RFC3339), span[1].Format(time.RFC3339), len(set.Rules), set.Source, st.Alerts)
+		return nil
+	}
 	in := stdin
 	if eventsFile != "-" {
 		f, err := os.Open(eventsFile)

@@ -4,6 +4,7 @@
 #   Redis       127.0.0.1:6379 (Debian's redis-server, installed if missing)
 #   ClickHouse  127.0.0.1:9000 (scripts/clickhouse.sh, from the npm registry)
 #   NATS        in-process in the tests (github.com/nats-io/nats-server/v2)
+#   Chromium    Debian's chromium, for the review console's browser tests
 # A server that cannot be had fails the run; tests never skip for it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +35,14 @@ ensure_redis() {
   return 1
 }
 
+ensure_chromium() {
+  command -v chromium >/dev/null && return 0
+  log "installing chromium (headless browser tests of the review console)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+}
+
 ensure_redis
+ensure_chromium
 if [[ -f scripts/clickhouse.sh ]]; then
   bash scripts/clickhouse.sh start
 fi

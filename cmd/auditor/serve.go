@@ -1,0 +1,352 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sessionmon/sessionmon/audit"
+	"github.com/sessionmon/sessionmon/clickhouse"
+	"github.com/sessionmon/sessionmon/eventbus"
+	"github.com/sessionmon/sessionmon/events"
+	"github.com/sessionmon/sessionmon/geo"
+	"github.com/sessionmon/sessionmon/internal/cli"
+)
+
+// serveConfig is the configuration of `auditor serve`.
+type serveConfig struct {
+	common
+	Listen          string
+	NATSURL         string
+	ConsumerPrefix  string
+	BatchSize       int
+	BatchInterval   time.Duration
+	AckWait         time.Duration
+	RetentionMonths int
+	MaxFuture       time.Duration
+	PseudonymizeIPs bool
+	IPKey           string
+	IPKeyFile       string
+	GeoIPCity       string
+	GeoIPOverrides  string
+	StreamMaxAge    time.Duration
+	StreamReplicas  int
+	PendingInterval time.Duration
+	ShutdownTimeout time.Duration
+
+	key []byte
+}
+
+func parseServeConfig(args []string, getenv func(string) string, out io.Writer) (*serveConfig, error) {
+	c := &serveConfig{}
+	fs := cli.New("auditor serve", getenv, out)
+	c.common.register(fs)
+	fs.String(&c.Listen, "listen", "AUDITOR_LISTEN", "127.0.0.1:8082", "HTTP listen address of /metrics, /healthz and /readyz")
+	fs.String(&c.NATSURL, "nats-url", "NATS_URL", "nats://127.0.0.1:4222", "NATS URL")
+	fs.String(&c.ConsumerPrefix, "consumer", "AUDITOR_CONSUMER", "auditor", "durable consumers are <consumer>-sessions and <consumer>-alerts")
+	fs.Int(&c.BatchSize, "batch-size", "AUDITOR_BATCH_SIZE", 10000, "rows per insert, at most")
+	fs.Duration(&c.BatchInterval, "batch-interval", "AUDITOR_BATCH_INTERVAL", time.Second, "longest wait before a batch that is not full is written")
+	fs.Duration(&c.AckWait, "ack-wait", "AUDITOR_ACK_WAIT", 30*time.Second, "JetStream redelivers what a dead writer did not ack after this")
+	fs.Int(&c.RetentionMonths, "retention-months", "AUDITOR_RETENTION_MONTHS", clickhouse.DefaultRetentionMonths, "rows are kept at least this long (0: forever)")
+	fs.Duration(&c.MaxFuture, "max-future", "AUDITOR_MAX_FUTURE", 24*time.Hour, "events further ahead of this clock are dead-lettered")
+	fs.Bool(&c.PseudonymizeIPs, "pseudonymize-ips", "AUDITOR_PSEUDONYMIZE_IPS", false, "store a keyed HMAC of each address and its country/city instead of the address")
+	fs.String(&c.IPKey, "ip-key", "AUDITOR_IP_KEY", "", "the HMAC key for -pseudonymize-ips (32+ bytes; prefer -ip-key-file)")
+	fs.String(&c.IPKeyFile, "ip-key-file", "AUDITOR_IP_KEY_FILE", "", "file holding the HMAC key for -pseudonymize-ips")
+	fs.String(&c.GeoIPCity, "geoip-city", "GEOIP_CITY_DB", "", "GeoIP2/GeoLite2 City database: country and city of addresses (optional)")
+	fs.String(&c.GeoIPOverrides, "geoip-overrides", "GEOIP_OVERRIDES", "", "YAML file mapping internal CIDRs to locations (optional)")
+	fs.Duration(&c.StreamMaxAge, "stream-max-age", "STREAM_MAX_AGE", eventbus.DefaultStreamOptions().MaxAge, "max age of the streams the auditor creates when they are missing")
+	fs.Int(&c.StreamReplicas, "stream-replicas", "STREAM_REPLICAS", 1, "replicas of the streams the auditor creates when they are missing")
+	fs.Duration(&c.PendingInterval, "pending-interval", "AUDITOR_PENDING_INTERVAL", 5*time.Second, "how often the consumers' lag is read for the metrics")
+	fs.Duration(&c.ShutdownTimeout, "shutdown-timeout", "AUDITOR_SHUTDOWN_TIMEOUT", 15*time.Second, "time to write what is held on SIGTERM")
+	if err := parse(fs, args); err != nil {
+		return nil, err
+	}
+	var errs []error
+	bad := func(flag string, err error) { errs = append(errs, fmt.Errorf("%s: %w", fs.Setting(flag), err)) }
+	c.common.check(fs, &errs)
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen", err)
+	}
+	if c.NATSURL == "" {
+		bad("nats-url", errors.New("required"))
+	}
+	if c.ConsumerPrefix == "" || strings.ContainsAny(c.ConsumerPrefix, ".*> \t") {
+		bad("consumer", fmt.Errorf("%q: want a name without spaces, dots or wildcards", c.ConsumerPrefix))
+	}
+	if c.BatchSize < 1 || c.BatchSize > 1_000_000 {
+		bad("batch-size", fmt.Errorf("must be 1 to 1000000, got %d", c.BatchSize))
+	}
+	if c.BatchInterval <= 0 || c.BatchInterval > time.Minute {
+		bad("batch-interval", fmt.Errorf("must be positive and at most 1m, got %s", c.BatchInterval))
+	}
+	if c.AckWait < time.Second {
+		bad("ack-wait", fmt.Errorf("must be at least 1s, got %s", c.AckWait))
+	} else if c.AckWait <= c.BatchInterval {
+		bad("ack-wait", fmt.Errorf("must exceed the batch interval (%s)", c.BatchInterval))
+	}
+	if c.RetentionMonths < 0 || c.RetentionMonths > 1200 {
+		bad("retention-months", fmt.Errorf("must be 0 (forever) to 1200, got %d", c.RetentionMonths))
+	}
+	if c.MaxFuture < 0 {
+		bad("max-future", errors.New("must not be negative"))
+	}
+	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
+		bad("stream-replicas", fmt.Errorf("must be 1 to 5, got %d", c.StreamReplicas))
+	}
+	if c.PendingInterval <= 0 {
+		bad("pending-interval", errors.New("must be positive"))
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("shutdown-timeout", errors.New("must be positive"))
+	}
+	// The key: from the variable or the file, never both; only with
+	// pseudonymization on, which needs one.
+	switch {
+	case c.IPKey != "" && c.IPKeyFile != "":
+		bad("ip-key", fmt.Errorf("give the key or %s, not both", fs.Setting("ip-key-file")))
+	case c.IPKeyFile != "":
+		b, err := os.ReadFile(c.IPKeyFile)
+		if err != nil {
+			bad("ip-key-file", err)
+		}
+		c.key = []byte(strings.TrimSpace(string(b)))
+	case c.IPKey != "":
+		c.key = []byte(c.IPKey)
+	}
+	switch {
+	case c.PseudonymizeIPs && c.IPKey == "" && c.IPKeyFile == "":
+		bad("pseudonymize-ips", fmt.Errorf("needs a key: %s or %s", fs.Setting("ip-key"), fs.Setting("ip-key-file")))
+	case !c.PseudonymizeIPs && (c.IPKey != "" || c.IPKeyFile != ""):
+		bad("ip-key", fmt.Errorf("a key is set but %s is off: addresses would be stored in clear", fs.Setting("pseudonymize-ips")))
+	case c.PseudonymizeIPs && len(c.key) < audit.MinIPKeyLen && (c.IPKey != "" || c.IPKeyFile != ""):
+		src := "ip-key"
+		if c.IPKeyFile != "" {
+			src = "ip-key-file"
+		}
+		bad(src, fmt.Errorf("the key is %d bytes, want at least %d", len(c.key), audit.MinIPKeyLen))
+	}
+	if c.GeoIPOverrides != "" && c.GeoIPCity == "" {
+		bad("geoip-overrides", fmt.Errorf("needs %s", fs.Setting("geoip-city")))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// openGeo opens the GeoIP resolver, or returns nil without a database.
+func (c *serveConfig) openGeo() (*geo.MaxMind, error) {
+	if c.GeoIPCity == "" {
+		return nil, nil
+	}
+	cfg := geo.Config{CityDB: c.GeoIPCity}
+	if c.GeoIPOverrides != "" {
+		f, err := os.Open(c.GeoIPOverrides)
+		if err != nil {
+			return nil, fmt.Errorf("GEOIP_OVERRIDES: %w", err)
+		}
+		cfg.Overrides, err = geo.ParseOverrides(c.GeoIPOverrides, f)
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	m, err := geo.Open(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("GEOIP_CITY_DB: %w", err)
+	}
+	return m, nil
+}
+
+// serve runs the audit writer until ctx ends.
+func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := parseServeConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log := cfg.logger(stderr)
+
+	var res geo.Resolver
+	mm, err := cfg.openGeo()
+	if err != nil {
+		return err
+	}
+	if mm != nil {
+		defer mm.Close()
+		res = mm
+	}
+	var key []byte
+	if cfg.PseudonymizeIPs {
+		key = cfg.key
+	}
+	ipPolicy, err := audit.NewIPPolicy(key, res)
+	if err != nil {
+		return fmt.Errorf("AUDITOR_IP_KEY: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	store, err := clickhouse.Open(clickhouse.Config{URL: cfg.ClickHouseURL, RetentionMonths: cfg.RetentionMonths,
+		Log: log.With("component", "clickhouse"), Metrics: clickhouse.NewMetrics(reg)})
+	if err != nil {
+		return fmt.Errorf("CLICKHOUSE_URL: %w", err)
+	}
+	defer store.Close()
+	auditMetrics := eventbus.NewAuditMetrics(reg)
+
+	nc, err := nats.Connect(cfg.NATSURL, nats.Name("auditor"), nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true), nats.ReconnectWait(500*time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }))
+	if err != nil {
+		return fmt.Errorf("NATS_URL: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	dead := eventbus.NewAlertPublisher(js, "auditor")
+	wo := clickhouse.WriterOptions{IP: ipPolicy, MaxFuture: cfg.MaxFuture}
+	var consumers []*eventbus.AuditConsumer
+	lag := eventbus.NewLagCollector(js)
+	for _, cc := range []eventbus.AuditConsumerConfig{eventbus.SessionAuditConsumer(cfg.ConsumerPrefix), eventbus.AlertAuditConsumer(cfg.ConsumerPrefix)} {
+		cc.BatchSize, cc.BatchInterval, cc.AckWait = cfg.BatchSize, cfg.BatchInterval, cfg.AckWait
+		cc.PendingInterval, cc.ShutdownTimeout = cfg.PendingInterval, cfg.ShutdownTimeout
+		newBatch := func() eventbus.AuditBatch { return store.NewEventBatch(wo) }
+		if cc.Stream == events.AlertStreamName {
+			newBatch = func() eventbus.AuditBatch { return store.NewAlertBatch(wo) }
+		}
+		c, err := eventbus.NewAuditConsumer(js, cc, newBatch, dead.DeadLetter, auditMetrics, log.With("component", "consumer"))
+		if err != nil {
+			return err
+		}
+		consumers = append(consumers, c)
+		lag.Add(cc.Stream, cc.Durable)
+	}
+	reg.MustRegister(lag)
+
+	var migrated atomic.Bool
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		checks := map[string]string{"nats": nc.Status().String(), "clickhouse": "ok", "schema": "migrated"}
+		code := http.StatusOK
+		if !nc.IsConnected() {
+			code = http.StatusServiceUnavailable
+		}
+		if !migrated.Load() {
+			checks["schema"], code = "pending", http.StatusServiceUnavailable
+		}
+		pctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := store.Ping(pctx); err != nil {
+			// The stream holds the backlog meanwhile; nothing is lost.
+			checks["clickhouse"], code = "down", http.StatusServiceUnavailable
+		}
+		for i, name := range []string{"sessions", "alerts"} {
+			checks["consumer_"+name] = "reading"
+			if !consumers[i].Ready() {
+				checks["consumer_"+name], code = "waiting", http.StatusServiceUnavailable
+			}
+		}
+		writeJSON(w, code, checks)
+	})
+	srv := &http.Server{Handler: http.MaxBytesHandler(mux, 1<<10), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("AUDITOR_LISTEN: %w", err)
+	}
+	log.Info("auditor started", "addr", ln.Addr().String(), "clickhouse", clickhouse.Redact(cfg.ClickHouseURL),
+		"database", store.Database(), "batch_size", cfg.BatchSize, "batch_interval", cfg.BatchInterval,
+		"retention_months", cfg.RetentionMonths, "pseudonymize_ips", cfg.PseudonymizeIPs, "geoip", cfg.GeoIPCity != "")
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	g.Go(func() error {
+		// ClickHouse and NATS may come up after the auditor: wait for
+		// both, then consume. Nothing is read before the schema is there.
+		if !retry(gctx, log, "migrate the ClickHouse schema", func(ctx context.Context) error {
+			_, err := store.Migrate(ctx)
+			return err
+		}) {
+			return nil
+		}
+		migrated.Store(true)
+		opts := eventbus.DefaultStreamOptions()
+		opts.MaxAge, opts.Replicas = cfg.StreamMaxAge, cfg.StreamReplicas
+		if !retry(gctx, log, "find or create the streams", func(ctx context.Context) error {
+			return eventbus.EnsureStreamsExist(ctx, js, opts)
+		}) {
+			return nil
+		}
+		cg, cctx := errgroup.WithContext(gctx)
+		for _, c := range consumers {
+			cg.Go(func() error { return c.Run(cctx) })
+		}
+		return cg.Wait()
+	})
+	err = g.Wait()
+	log.Info("auditor stopped")
+	return err
+}
+
+// retry calls f until it succeeds, with a growing pause; false if ctx
+// ended first.
+func retry(ctx context.Context, log *slog.Logger, what string, f func(context.Context) error) bool {
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := f(actx)
+		cancel()
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		wait := min(time.Duration(1<<min(attempt, 5))*200*time.Millisecond, 5*time.Second)
+		log.Warn("cannot "+what+"; retrying", "err", err, "attempt", attempt+1, "in", wait)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -19,6 +19,7 @@ import (
 // Config is the service's configuration, from flags and environment.
 type Config struct {
 	Listen          string
+	Store           string // redis or memory
 	RedisURL        string
 	NATSURL         string
 	APIKeys         string
@@ -42,6 +43,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	c := &Config{Policy: sessions.DefaultPolicy(), Stream: eventbus.DefaultStreamOptions()}
 	fs := cli.New("sessionsvc", getenv, out)
 	fs.String(&c.Listen, "listen", "SESSIONSVC_LISTEN", "127.0.0.1:8080", "HTTP listen address")
+	fs.String(&c.Store, "store", "SESSIONSVC_STORE", "redis", "session store: redis, or memory (one process, nothing survives a restart: demos and tests)")
 	fs.String(&c.RedisURL, "redis-url", "REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL")
 	fs.String(&c.NATSURL, "nats-url", "NATS_URL", "nats://127.0.0.1:4222", "NATS URL")
 	fs.String(&c.APIKeys, "api-keys", "SESSIONSVC_API_KEYS", "", "API keys, comma-separated name:role:secret (role app or admin)")
@@ -70,6 +72,9 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 		bad("listen", err)
 	}
 	var err error
+	if c.Store != "redis" && c.Store != "memory" {
+		bad("store", fmt.Errorf("want redis or memory, got %q", c.Store))
+	}
 	if c.redis, err = redis.ParseURL(c.RedisURL); err != nil {
 		bad("redis-url", err)
 	}

@@ -342,6 +342,7 @@ func TestBadConfig(t *testing.T) {
 		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "SESSIONSVC_API_KEYS_FILE": "/nonexistent"}, nil, "SESSIONSVC_API_KEYS_FILE (-api-keys-file)"},
 		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "LOG_FORMAT": "xml"}, nil, "log format"},
 		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "SESSIONSVC_REDIS_KEY_PREFIX": "a{b"}, nil, "must not contain"},
+		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "SESSIONSVC_STORE": "postgres"}, nil, `SESSIONSVC_STORE (-store): want redis or memory, got "postgres"`},
 	}
 	for _, c := range cases {
 		err := Run(context.Background(), c.args, func(k string) string { return c.env[k] }, io.Discard, nil)
@@ -400,4 +401,24 @@ func outboxDepth(rdb *redis.Client, prefix string) int64 {
 		depth += rdb.XLen(context.Background(), fmt.Sprintf("%s:{%02d}:o", prefix, p)).Val()
 	}
 	return depth
+}
+
+// -store memory runs the service with no Redis: the same API, events to
+// JetStream through the in-memory outbox.
+func TestMemoryStore(t *testing.T) {
+	ns, nc := testenv.NATS(t)
+	s := start(t, ns.ClientURL(), "unused", "-store", "memory", "-redis-url", "redis://127.0.0.1:1/0")
+	tok := s.login(t, "alice")
+	if code := s.validate(t, tok); code != 200 {
+		t.Fatalf("validate: %d", code)
+	}
+	code, out := s.call(t, "GET", "/readyz", "", nil)
+	if code != 200 || out["memory"] != "ok" {
+		t.Fatalf("readyz: %d %v", code, out)
+	}
+	waitStream(t, nc, 2)
+	evs := streamEvents(t, nc)
+	if evs[0].Type != events.SessionCreated || evs[1].Type != events.SessionAccessed {
+		t.Fatalf("events %v %v", evs[0].Type, evs[1].Type)
+	}
 }

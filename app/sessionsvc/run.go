@@ -25,6 +25,7 @@ import (
 	"github.com/sessionmon/sessionmon/events"
 	"github.com/sessionmon/sessionmon/httpapi"
 	"github.com/sessionmon/sessionmon/internal/cli"
+	"github.com/sessionmon/sessionmon/memstore"
 	"github.com/sessionmon/sessionmon/redisstore"
 	"github.com/sessionmon/sessionmon/sessions"
 )
@@ -44,25 +45,48 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	cfg.redis.PoolSize = max(cfg.redis.PoolSize, 128)
-	// RESP2: the service uses no RESP3 features, and go-redis checks for
-	// RESP3 push notifications around every command (measured: ~4% of the
-	// service's CPU under load).
-	if cfg.redis.Protocol == 0 {
-		cfg.redis.Protocol = 2
+	var (
+		store sessions.Store
+		relay interface{ Run(context.Context) error }
+		// newRelay is called once the publisher exists.
+		newRelay func(pub *eventbus.Publisher)
+	)
+	switch cfg.Store {
+	case "memory":
+		ms, err := memstore.New(memstore.Options{})
+		if err != nil {
+			return err
+		}
+		reg.MustRegister(memstore.NewCollector(ms))
+		store = ms
+		newRelay = func(pub *eventbus.Publisher) {
+			relay = memstore.NewRelay(ms, pub, log, memstore.NewMetrics(reg), memstore.RelayConfig{})
+		}
+		log.Warn("sessions are kept in this process's memory: nothing survives a restart (-store memory)")
+	default:
+		cfg.redis.PoolSize = max(cfg.redis.PoolSize, 128)
+		// RESP2: the service uses no RESP3 features, and go-redis checks
+		// for RESP3 push notifications around every command (measured:
+		// ~4% of the service's CPU under load).
+		if cfg.redis.Protocol == 0 {
+			cfg.redis.Protocol = 2
+		}
+		rdb := redis.NewClient(cfg.redis)
+		defer rdb.Close()
+		relayOpts := *cfg.redis
+		relayOpts.PoolSize = events.Partitions + 4
+		relayRDB := redis.NewClient(&relayOpts)
+		defer relayRDB.Close()
+		rs, err := redisstore.New(rdb, redisstore.Options{Prefix: cfg.KeyPrefix})
+		if err != nil {
+			return err
+		}
+		reg.MustRegister(redisstore.NewCollector(rs))
+		store = rs
+		newRelay = func(pub *eventbus.Publisher) {
+			relay = redisstore.NewRelay(rs, relayRDB, pub, log, redisstore.NewMetrics(reg), redisstore.RelayConfig{})
+		}
 	}
-	rdb := redis.NewClient(cfg.redis)
-	defer rdb.Close()
-	relayOpts := *cfg.redis
-	relayOpts.PoolSize = events.Partitions + 4
-	relayRDB := redis.NewClient(&relayOpts)
-	defer relayRDB.Close()
-
-	store, err := redisstore.New(rdb, redisstore.Options{Prefix: cfg.KeyPrefix})
-	if err != nil {
-		return err
-	}
-	reg.MustRegister(redisstore.NewCollector(store))
 	svc, err := sessions.NewService(store, cfg.Policy, nil)
 	if err != nil {
 		return err
@@ -87,16 +111,16 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	relay := redisstore.NewRelay(store, relayRDB, pub, log, redisstore.NewMetrics(reg), redisstore.RelayConfig{})
+	newRelay(pub)
 
 	handler := httpapi.Handler(httpapi.Config{
 		Service: svc,
 		Keys:    cfg.keys,
 		Ready: func(ctx context.Context) (map[string]string, error) {
-			checks := map[string]string{"redis": "ok", "nats": nc.Status().String()}
+			checks := map[string]string{cfg.Store: "ok", "nats": nc.Status().String()}
 			err := store.Ping(ctx)
 			if err != nil {
-				checks["redis"] = "down"
+				checks[cfg.Store] = "down"
 			}
 			return checks, err
 		},

@@ -5,6 +5,7 @@ package eventbus
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -112,4 +113,21 @@ func (p *Publisher) Publish(ctx context.Context, evs []events.Event) error {
 		}
 	}
 	return nil
+}
+
+// Connect connects to NATS as a sessionmon service: named (it shows in the
+// server's connection list), reconnecting forever, and logging
+// disconnections and reconnections. NATS may be down at start: the
+// connection is made in the background, and callers see it in Status.
+func Connect(url, name string, log *slog.Logger, opts ...nats.Option) (*nats.Conn, error) {
+	opts = append([]nats.Option{nats.Name(name), nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true), nats.ReconnectWait(500 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
+	}, opts...)
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("NATS_URL: %w", err)
+	}
+	return nc, nil
 }

@@ -35,19 +35,6 @@ const (
 	viewerPass = "another long passphrase here"
 )
 
-// syncBuffer collects a program's log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 // receiver is a webhook receiver recording what it gets.
 type receiver struct {
 	mu   sync.Mutex
@@ -81,7 +68,7 @@ type stack struct {
 	js        jetstream.JetStream
 	shop      *client.Client
 	hook      *receiver
-	log       *syncBuffer
+	log       *testenv.LogBuffer
 	publisher *eventbus.AlertPublisher
 }
 
@@ -136,7 +123,7 @@ func startStack(t *testing.T) *stack {
 	svcEnv := map[string]string{"REDIS_URL": testenv.RedisURL(), "NATS_URL": natsURL,
 		"SESSIONSVC_API_KEYS": "alerter:admin:" + adminKey + ",shop:app:" + shopKey}
 	addr := make(chan string, 1)
-	svcLog := &syncBuffer{}
+	svcLog := &testenv.LogBuffer{}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -157,7 +144,7 @@ func startStack(t *testing.T) *stack {
 	hook := &receiver{}
 	hookSrv := httptest.NewServer(hook)
 	t.Cleanup(hookSrv.Close)
-	st := &stack{sessions: svcURL, js: js, hook: hook, log: &syncBuffer{}, publisher: eventbus.NewAlertPublisher(js, "detector")}
+	st := &stack{sessions: svcURL, js: js, hook: hook, log: &testenv.LogBuffer{}, publisher: eventbus.NewAlertPublisher(js, "detector")}
 	if st.shop, err = client.New(svcURL, shopKey); err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -113,12 +112,9 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer, hk hooks) error {
 
 	// NATS may be down at start: the process serves /healthz at once and
 	// is ready once it has its streams, bucket and consumer.
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("alerter"), nats.MaxReconnects(-1),
-		nats.RetryOnFailedConnect(true), nats.ReconnectWait(500*time.Millisecond),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }))
+	nc, err := eventbus.Connect(cfg.NATSURL, "alerter", log)
 	if err != nil {
-		return fmt.Errorf("NATS_URL: %w", err)
+		return err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)

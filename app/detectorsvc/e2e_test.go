@@ -38,19 +38,6 @@ const (
 	chromeMac = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/537.36 Chrome/141.0 Safari/537.36"
 )
 
-// syncBuffer collects a program's log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 // pipeline is a session service over the test Redis and an in-process
 // NATS, with detectors started against them.
 type pipeline struct {
@@ -87,7 +74,7 @@ func (p *pipeline) startSessionsvc(t testing.TB, listen string) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
-	log := &syncBuffer{}
+	log := &testenv.LogBuffer{}
 	go func() {
 		done <- sessionsvc.Run(ctx, []string{"-listen", listen, "-redis-key-prefix", p.prefix}, func(k string) string { return env[k] }, log, func(a string) { addr <- a })
 	}()
@@ -104,7 +91,7 @@ func (p *pipeline) startSessionsvc(t testing.TB, listen string) string {
 // detectorProc is a running `detector run`.
 type detectorProc struct {
 	addr string
-	log  *syncBuffer
+	log  *testenv.LogBuffer
 	stop func()
 }
 
@@ -133,7 +120,7 @@ func (p *pipeline) startDetectorWith(t testing.TB, hooks runHooks, extra map[str
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
-	d := &detectorProc{log: &syncBuffer{}}
+	d := &detectorProc{log: &testenv.LogBuffer{}}
 	hooks.listening = func(a string) { addr <- a }
 	go func() { done <- serve(ctx, cfg, d.log, hooks) }()
 	var once sync.Once

@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -154,12 +153,9 @@ func serve(ctx context.Context, cfg *runConfig, stderr io.Writer, hooks runHooks
 	metrics := detector.NewMetrics(reg)
 	metrics.Reloaded(true, set.Version())
 
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name(fmt.Sprintf("detector-%d-of-%d", cfg.Group, cfg.Groups)),
-		nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }))
+	nc, err := eventbus.Connect(cfg.NATSURL, fmt.Sprintf("detector-%d-of-%d", cfg.Group, cfg.Groups), log)
 	if err != nil {
-		return fmt.Errorf("NATS_URL: %w", err)
+		return err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)

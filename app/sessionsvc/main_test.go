@@ -25,22 +25,9 @@ const (
 	adminKey = "detector:admin:detector-secret-0123456789ab"
 )
 
-// syncBuffer collects the service's log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 type service struct {
 	url  string
-	log  *syncBuffer
+	log  *testenv.LogBuffer
 	stop func() error
 }
 
@@ -57,7 +44,7 @@ func start(t *testing.T, natsURL, prefix string, extra ...string) *service {
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
-	log := &syncBuffer{}
+	log := &testenv.LogBuffer{}
 	go func() {
 		done <- Run(ctx, args, func(k string) string { return env[k] }, log, func(a string) { addr <- a })
 	}()

@@ -99,12 +99,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	// retried batch it belongs behind. What reaches the server is then a
 	// prefix of each batch, and the relay's retry (de-duplicated on the
 	// event ID) completes it in order.
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("sessionsvc"), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1),
-		nats.RetryOnFailedConnect(true), nats.ReconnectWait(500*time.Millisecond),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }))
+	nc, err := eventbus.Connect(cfg.NATSURL, "sessionsvc", log, nats.ReconnectBufSize(-1))
 	if err != nil {
-		return fmt.Errorf("%s: %w", "NATS_URL", err)
+		return err
 	}
 	defer nc.Close()
 	pub, err := eventbus.NewPublisher(nc, 5*time.Second)

@@ -157,7 +157,7 @@ func (s *Store) NewEventBatch(o WriterOptions) *EventBatch {
 // Add decodes one encoded event (events.Decode's rules) and stages it. A
 // *Rejection says why a message cannot be stored.
 func (b *EventBatch) Add(subject string, data []byte) error {
-	e, err := audit.DecodeEvent(data)
+	e, err := events.Decode(data)
 	if err != nil {
 		return decodeRejection(err)
 	}

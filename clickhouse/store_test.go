@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -218,3 +219,25 @@ func TestMigrationStatements(t *testing.T) {
 }
 
 var _ = events.Types
+
+// FuzzParseURL: CLICKHOUSE_URL is the one setting the adapter decodes
+// itself; whatever it is given, it does not panic, accepts only a
+// database name that is safe to put in SQL, and never repeats a password.
+func FuzzParseURL(f *testing.F) {
+	for _, s := range []string{DefaultURL, "clickhouse://u:pw@h:9000,h2:9000/db?dial_timeout=1s&secure=true", "clickhouse://h/a`b", "clickhouse://%zz", "clickhouse://u:pw@h/x y"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		_, db, err := ParseURL(raw)
+		if err == nil && !dbNameRE.MatchString(db) {
+			t.Fatalf("%q: database %q accepted", raw, db)
+		}
+		if err != nil {
+			if u, perr := url.Parse(raw); perr == nil && u.User != nil {
+				if pw, ok := u.User.Password(); ok && len(pw) > 3 && strings.Count(raw, pw) == 1 && strings.Contains(err.Error(), pw) {
+					t.Fatalf("%q: the error shows the password: %v", raw, err)
+				}
+			}
+		}
+	})
+}

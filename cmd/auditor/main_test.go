@@ -28,6 +28,7 @@ import (
 	"github.com/sessionmon/sessionmon/clickhouse"
 	"github.com/sessionmon/sessionmon/eventbus"
 	"github.com/sessionmon/sessionmon/events"
+	"github.com/sessionmon/sessionmon/geo/geotest"
 	"github.com/sessionmon/sessionmon/internal/testenv"
 )
 
@@ -245,6 +246,7 @@ func TestConfigErrors(t *testing.T) {
 		{[]string{"-pseudonymize-ips", "-ip-key-file", "/nonexistent"}, nil, []string{"AUDITOR_IP_KEY_FILE (-ip-key-file): open /nonexistent"}},
 		{[]string{"-pseudonymize-ips", "-ip-key", key, "-ip-key-file", keyFile}, nil, []string{"AUDITOR_IP_KEY (-ip-key): give the key or AUDITOR_IP_KEY_FILE (-ip-key-file), not both"}},
 		{nil, map[string]string{"GEOIP_OVERRIDES": "x.yaml"}, []string{"GEOIP_OVERRIDES (-geoip-overrides): needs GEOIP_CITY_DB (-geoip-city)"}},
+		{nil, map[string]string{"GEOIP_RELOAD_INTERVAL": "-1m"}, []string{"GEOIP_RELOAD_INTERVAL (-geoip-reload-interval): must not be negative"}},
 		{nil, map[string]string{"LOG_LEVEL": "loud"}, []string{`log level "loud"`}},
 		{nil, map[string]string{"AUDITOR_CONSUMER": "a.b"}, []string{`AUDITOR_CONSUMER (-consumer): "a.b": want a name`}},
 		{[]string{"export"}, nil, []string{"-user: required"}},
@@ -605,5 +607,33 @@ func TestNoTokenInTheAuditLog(t *testing.T) {
 		if strings.Contains(out.String(), sec) {
 			t.Fatal("a token secret in an export")
 		}
+	}
+}
+
+// TestServePseudonymizes: with -pseudonymize-ips, the audit log keeps a
+// keyed hash and the country and city of each address, never the address.
+func TestServePseudonymizes(t *testing.T) {
+	e := newEnv(t)
+	keyFile := filepath.Join(t.TempDir(), "ip.key")
+	if err := os.WriteFile(keyFile, []byte("a key of at least thirty-two bytes, kept out of git\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{"GEOIP_CITY_DB": geotest.MustBuild(t).City, "AUDITOR_PSEUDONYMIZE_IPS": "true", "AUDITOR_IP_KEY_FILE": keyFile}
+	for k, v := range e.vars {
+		vars[k] = v
+	}
+	start(t, vars, "-batch-interval", "100ms")
+	evs := sessionEvents(4, time.Now().Add(-time.Hour)) // from 198.51.100.7: New York
+	e.publish(t, evs)
+	eventually(t, "rows", 30*time.Second, func() bool { return e.rows("SELECT count() FROM {db}.session_events") == uint64(len(evs)) })
+	if n := e.count(t, "SELECT count() FROM {db}.session_events WHERE ip = toIPv6('::') AND length(ip_hash) = 32 AND country = 'US' AND city = 'New York'"); n != uint64(len(evs)) {
+		t.Fatalf("%d of %d rows pseudonymized with their place", n, len(evs))
+	}
+	var out bytes.Buffer
+	if err := Run(context.Background(), []string{"export", "-user", "u1"}, func(k string) string { return vars[k] }, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "198.51.100.7") || !strings.Contains(out.String(), `"ip": "hmac:`) || !strings.Contains(out.String(), `"city": "New York"`) {
+		t.Fatalf("export:\n%s", out.String())
 	}
 }

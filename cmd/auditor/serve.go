@@ -45,6 +45,7 @@ type serveConfig struct {
 	IPKeyFile       string
 	GeoIPCity       string
 	GeoIPOverrides  string
+	GeoIPReload     time.Duration
 	StreamMaxAge    time.Duration
 	StreamReplicas  int
 	PendingInterval time.Duration
@@ -70,6 +71,7 @@ func parseServeConfig(args []string, getenv func(string) string, out io.Writer) 
 	fs.String(&c.IPKeyFile, "ip-key-file", "AUDITOR_IP_KEY_FILE", "", "file holding the HMAC key for -pseudonymize-ips")
 	fs.String(&c.GeoIPCity, "geoip-city", "GEOIP_CITY_DB", "", "GeoIP2/GeoLite2 City database: country and city of addresses (optional)")
 	fs.String(&c.GeoIPOverrides, "geoip-overrides", "GEOIP_OVERRIDES", "", "YAML file mapping internal CIDRs to locations (optional)")
+	fs.Duration(&c.GeoIPReload, "geoip-reload-interval", "GEOIP_RELOAD_INTERVAL", time.Minute, "how often to check the GeoIP files for changes (0: never)")
 	fs.Duration(&c.StreamMaxAge, "stream-max-age", "STREAM_MAX_AGE", eventbus.DefaultStreamOptions().MaxAge, "max age of the streams the auditor creates when they are missing")
 	fs.Int(&c.StreamReplicas, "stream-replicas", "STREAM_REPLICAS", 1, "replicas of the streams the auditor creates when they are missing")
 	fs.Duration(&c.PendingInterval, "pending-interval", "AUDITOR_PENDING_INTERVAL", 5*time.Second, "how often the consumers' lag is read for the metrics")
@@ -105,6 +107,9 @@ func parseServeConfig(args []string, getenv func(string) string, out io.Writer) 
 	}
 	if c.MaxFuture < 0 {
 		bad("max-future", errors.New("must not be negative"))
+	}
+	if c.GeoIPReload < 0 {
+		bad("geoip-reload-interval", errors.New("must not be negative"))
 	}
 	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
 		bad("stream-replicas", fmt.Errorf("must be 1 to 5, got %d", c.StreamReplicas))
@@ -294,6 +299,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		defer cancel()
 		return srv.Shutdown(sctx)
 	})
+	if mm != nil && cfg.GeoIPReload > 0 {
+		g.Go(func() error { mm.Watch(gctx, cfg.GeoIPReload); return nil })
+	}
 	g.Go(func() error {
 		// ClickHouse and NATS may come up after the auditor: wait for
 		// both, then consume. Nothing is read before the schema is there.

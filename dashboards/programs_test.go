@@ -2,7 +2,6 @@ package dashboards
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -29,23 +28,9 @@ import (
 	"github.com/sessionmon/sessionmon/internal/testenv"
 )
 
-// logBuffer collects a program's log.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
 // addrLogged waits for the JSON log line with message msg and returns its
 // addr attribute: where a program listens when told 127.0.0.1:0.
-func addrLogged(t *testing.T, name string, log *logBuffer, msg string) string {
+func addrLogged(t *testing.T, name string, log *testenv.LogBuffer, msg string) string {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
@@ -63,7 +48,7 @@ func addrLogged(t *testing.T, name string, log *logBuffer, msg string) string {
 }
 
 // scrape waits until addr's /readyz answers 200, then reads /metrics.
-func scrape(t *testing.T, name, addr string, log *logBuffer) gathered {
+func scrape(t *testing.T, name, addr string, log *testenv.LogBuffer) gathered {
 	t.Helper()
 	c := &http.Client{Timeout: 5 * time.Second}
 	deadline := time.Now().Add(60 * time.Second)
@@ -149,7 +134,7 @@ func TestCatalogMatchesPrograms(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	goRun := func(name string, log *logBuffer, f func() error) {
+	goRun := func(name string, log *testenv.LogBuffer, f func() error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -168,7 +153,7 @@ func TestCatalogMatchesPrograms(t *testing.T) {
 			name = "sessionsvc-memory"
 		}
 		env := map[string]string{"REDIS_URL": testenv.RedisURL(), "NATS_URL": natsURL, "SESSIONSVC_API_KEYS": "ops:admin:" + adminKey}
-		log := &logBuffer{}
+		log := &testenv.LogBuffer{}
 		addr := make(chan string, 1)
 		goRun(name, log, func() error {
 			return sessionsvc.Run(ctx, []string{"-listen", "127.0.0.1:0", "-store", store, "-redis-key-prefix", testenv.Prefix(t, rdb), "-log-level", "warn"},
@@ -189,7 +174,7 @@ func TestCatalogMatchesPrograms(t *testing.T) {
 	// The detector, enforcing through the session service.
 	{
 		env := map[string]string{"NATS_URL": natsURL, "SESSIONSVC_URL": sessionsURL, "SESSIONSVC_API_KEY": adminKey}
-		log := &logBuffer{}
+		log := &testenv.LogBuffer{}
 		goRun("detector", log, func() error {
 			return detectorsvc.Run(ctx, []string{"run", "-listen", "127.0.0.1:0", "-warmup", "1s"},
 				func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, log)
@@ -209,7 +194,7 @@ func TestCatalogMatchesPrograms(t *testing.T) {
 			t.Fatal(err)
 		}
 		env := map[string]string{"NATS_URL": natsURL, "SESSIONSVC_URL": sessionsURL, "ALERTER_SESSIONSVC_API_KEY": adminKey, "ALERTER_CONFIG": cfg}
-		log := &logBuffer{}
+		log := &testenv.LogBuffer{}
 		goRun("alerter", log, func() error {
 			return alertersvc.Run(ctx, []string{"-listen", "127.0.0.1:0", "-clickhouse-url", "off"},
 				func(k string) string { return env[k] }, io.Discard, log)
@@ -227,7 +212,7 @@ func TestCatalogMatchesPrograms(t *testing.T) {
 		}
 		conn := testenv.ClickHouse(t)
 		db := testenv.ClickHouseDatabase(t, conn)
-		log := &logBuffer{}
+		log := &testenv.LogBuffer{}
 		cmd := exec.Command(bin, "serve", "-listen", "127.0.0.1:0")
 		cmd.Env = append(os.Environ(), "NATS_URL="+natsURL, "CLICKHOUSE_URL=clickhouse://"+testenv.ClickHouseAddr()+"/"+db)
 		cmd.Stdout, cmd.Stderr = io.Discard, log

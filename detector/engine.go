@@ -29,6 +29,9 @@ type Engine struct {
 	ips      map[netip.Addr]*ipState
 	cooldown map[coolKey]time.Time
 	lastGC   time.Time
+	// count counts the events each kind of rule was given, for the
+	// evaluations metric.
+	count struct{ travelCountry, shared, burst, failed, succeeded uint64 }
 }
 
 // located is the last placed event of a user, kept small: the rest of its
@@ -162,6 +165,29 @@ func (e *Engine) Rules() *rules.Set { return e.set }
 // Clock is the newest event time the engine has seen.
 func (e *Engine) Clock() time.Time { return e.clock }
 
+// Evaluations reports, per rule in force, how many events it was given
+// since the engine started: the events of the types it looks at.
+func (e *Engine) Evaluations() map[string]uint64 {
+	out := make(map[string]uint64, len(e.set.Rules))
+	for _, r := range e.set.Rules {
+		var n uint64
+		switch r.Type {
+		case rules.ImpossibleTravel:
+			n = e.count.travelCountry
+		case rules.NewCountry:
+			n = e.count.travelCountry + e.count.succeeded
+		case rules.SharedSession:
+			n = e.count.shared
+		case rules.RequestBurst:
+			n = e.count.burst
+		case rules.BruteForce, rules.CredentialStuffing:
+			n = e.count.failed
+		}
+		out[r.Name] = n
+	}
+	return out
+}
+
 // Size reports how much state the engine holds.
 func (e *Engine) Size() (users, sessions, ips int) { return len(e.users), len(e.sessions), len(e.ips) }
 
@@ -177,6 +203,13 @@ func (e *Engine) Process(ev events.Event) []events.Alert {
 	ip = ip.Unmap()
 	switch ev.Type {
 	case events.SessionCreated, events.SessionAccessed:
+		e.count.travelCountry++
+		if ev.Data.SessionID != "" {
+			e.count.shared++
+			if ev.Type == events.SessionAccessed {
+				e.count.burst++
+			}
+		}
 		loc := e.locate(ip)
 		ref := refOf(ev, loc)
 		var s *sessionState
@@ -196,8 +229,10 @@ func (e *Engine) Process(ev events.Event) []events.Alert {
 			}
 		}
 	case events.AuthLoginFailed:
+		e.count.failed++
 		out = append(out, e.failedLogin(ev, ip)...)
 	case events.AuthLoginSucceeded:
+		e.count.succeeded++
 		loc := e.locate(ip)
 		u := e.user(ev.Data.UserID, ev.Time)
 		out = append(out, e.newCountry(ev, refOf(ev, loc), ip, loc, u)...)

@@ -129,3 +129,20 @@ func TestDroppedStateComesBack(t *testing.T) {
 		t.Fatalf("alerts %+v", a)
 	}
 }
+
+func TestEvaluations(t *testing.T) {
+	e := New(rules.Default(), nil)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	e.Process(ev("1", events.SessionCreated, "u", "01AAAAAAAAAAAAAAAAAAAAAA", "192.0.2.1", t0))
+	e.Process(ev("2", events.SessionAccessed, "u", "01AAAAAAAAAAAAAAAAAAAAAA", "192.0.2.1", t0))
+	e.Process(ev("3", events.AuthLoginFailed, "u", "", "192.0.2.1", t0))
+	e.Process(ev("4", events.SessionTerminated, "u", "01AAAAAAAAAAAAAAAAAAAAAA", "", t0))
+	got := e.Evaluations()
+	want := map[string]uint64{"impossible-travel": 2, "new-country": 2, "shared-session": 2, "session-burst": 1, "ip-burst": 1,
+		"brute-force": 1, "credential-stuffing": 1}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: %d evaluations, want %d", k, got[k], v)
+		}
+	}
+}

@@ -1,6 +1,8 @@
 package detector
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sessionmon/sessionmon/events"
@@ -20,6 +22,7 @@ type Metrics struct {
 	reloads       *prometheus.CounterVec
 	rulesInfo     *prometheus.GaugeVec
 
+	evaluations     *evalCollector
 	actions         *prometheus.CounterVec
 	callbackSeconds prometheus.Histogram
 	callbackErrors  *prometheus.CounterVec
@@ -85,6 +88,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Failed calls to the session service, by kind (unavailable, rejected).",
 		}, []string{"kind"}),
 	}
+	m.evaluations = &evalCollector{desc: prometheus.NewDesc(ns+"_"+sub+"_rule_evaluations_total",
+		"Live events each rule in force was given (the events of the types it looks at), as of the last state snapshot.", []string{"rule"}, nil)}
 	m.events = map[events.Type]prometheus.Counter{}
 	for _, t := range events.Types {
 		m.events[t] = m.eventsVec.WithLabelValues(string(t))
@@ -100,7 +105,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.eventsVec, m.warmupEvents, m.warmupSeconds, m.lag, m.alerts, m.deadLetters, m.sinkErrors,
-			m.state, m.reloads, m.rulesInfo, m.actions, m.callbackSeconds, m.callbackErrors)
+			m.state, m.reloads, m.rulesInfo, m.actions, m.callbackSeconds, m.callbackErrors, m.evaluations)
 	}
 	return m
 }
@@ -117,6 +122,38 @@ func (m *Metrics) SetState(st Stats) {
 	m.state.WithLabelValues("users").Set(float64(st.Users))
 	m.state.WithLabelValues("sessions").Set(float64(st.Sessions))
 	m.state.WithLabelValues("ips").Set(float64(st.IPs))
+	m.evaluations.set(st.Evaluations)
+}
+
+// evalCollector exports the engine's evaluation counts, which the engine's
+// goroutine snapshots (the engine is not safe for concurrent use). Counts
+// only grow while the detector runs; a rule renamed by a reload starts a
+// new series.
+type evalCollector struct {
+	desc *prometheus.Desc
+	mu   sync.Mutex
+	seen map[string]uint64 // the highest count reported per rule
+}
+
+func (c *evalCollector) set(m map[string]uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seen == nil {
+		c.seen = map[string]uint64{}
+	}
+	for k, v := range m {
+		c.seen[k] = max(c.seen[k], v)
+	}
+}
+
+func (c *evalCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *evalCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for rule, n := range c.seen {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(n), rule)
+	}
 }
 
 // Reloaded records a rules reload; version is the new rules' version on

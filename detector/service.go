@@ -66,6 +66,8 @@ type Service struct {
 type Stats struct {
 	Users, Sessions, IPs int
 	RulesVersion         string
+	// Evaluations counts, per rule in force, the live events it was given.
+	Evaluations map[string]uint64
 }
 
 // ServiceConfig configures a Service.
@@ -152,7 +154,7 @@ func (s *Service) Run(ctx context.Context) error {
 			s.engine.SetRules(set)
 		case ch := <-s.stats:
 			u, se, ip := s.engine.Size()
-			ch <- Stats{Users: u, Sessions: se, IPs: ip, RulesVersion: s.engine.Rules().Version()}
+			ch <- Stats{Users: u, Sessions: se, IPs: ip, RulesVersion: s.engine.Rules().Version(), Evaluations: s.engine.Evaluations()}
 		case r := <-next:
 			if r.err != nil {
 				if ctx.Err() != nil {

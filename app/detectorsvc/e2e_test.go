@@ -315,6 +315,9 @@ func TestAttacksEndInRefusal(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+	waitUntil(t, "rule evaluations are exported", func() bool {
+		return strings.Contains(get(t, "http://"+det.addr+"/metrics"), `sessionmon_detector_rule_evaluations_total{rule="shared-session"}`)
+	})
 	if strings.Contains(det.log.String(), syd.Token) || strings.Contains(det.log.String(), bob.Token) {
 		t.Fatal("a token in the detector's log")
 	}

@@ -166,7 +166,6 @@ type staged struct {
 	// lag (parsing every message's metadata costs 0.5 µs a message).
 	stamp    time.Time
 	rejected int
-	first    time.Time // when the first message was added
 	touched  time.Time // when the messages were last kept alive
 }
 
@@ -249,7 +248,7 @@ func (c *AuditConsumer) Run(ctx context.Context) error {
 			return false
 		}
 		if len(cur.msgs) == 0 {
-			cur.first, cur.touched = time.Now(), time.Now()
+			cur.touched = time.Now()
 			timer.Reset(c.cfg.BatchInterval)
 		}
 		return c.stage(ctx, cur, m)

@@ -224,6 +224,16 @@ func TestNetworkPolicies(t *testing.T) {
 			}
 		}
 		for _, p := range app {
+			// Isolated both ways: what is not allowed above is denied.
+			for _, dir := range []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress} {
+				isolated := false
+				for _, pol := range r.NetworkPolicies {
+					isolated = isolated || (selects(t, &pol.Spec.PodSelector, p.Labels) && slices.Contains(policyTypes(pol), dir))
+				}
+				if !isolated {
+					t.Errorf("%s: no policy isolates its %s", p.Name, dir)
+				}
+			}
 			if !Reach(t, r.NetworkPolicies, p, coreDNS, 53, corev1.ProtocolUDP) {
 				t.Errorf("%s cannot resolve names (UDP 53 to kube-dns)", p.Name)
 			}

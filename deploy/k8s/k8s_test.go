@@ -15,6 +15,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
@@ -79,6 +80,14 @@ type Rendered struct {
 	PDBs            map[string]*policyv1.PodDisruptionBudget
 	NetworkPolicies []*networkingv1.NetworkPolicy
 	ServiceMonitors map[string]*ServiceMonitor
+	// Meta is every object's kind and metadata.
+	Meta []KindMeta
+}
+
+// KindMeta is an object's kind and metadata.
+type KindMeta struct {
+	Kind string
+	Meta *metav1.ObjectMeta
 }
 
 // Workload is a Deployment or StatefulSet seen through its pod template.
@@ -178,6 +187,11 @@ func render(t *testing.T, dir string) *Rendered {
 		if ns := res.GetNamespace(); res.GetKind() != "Namespace" && ns != namespace {
 			t.Errorf("%s: namespace %q, want %q", id, ns, namespace)
 		}
+		if sm, ok := obj.(*ServiceMonitor); ok {
+			r.Meta = append(r.Meta, KindMeta{res.GetKind(), &sm.Metadata})
+		} else {
+			r.Meta = append(r.Meta, KindMeta{res.GetKind(), reflectMeta(obj)})
+		}
 		switch o := obj.(type) {
 		case *corev1.Namespace:
 			r.Namespaces = append(r.Namespaces, o)
@@ -203,6 +217,11 @@ func render(t *testing.T, dir string) *Rendered {
 	}
 	renderCache[dir] = r
 	return r
+}
+
+// reflectMeta returns the ObjectMeta of a k8s.io/api object.
+func reflectMeta(obj any) *metav1.ObjectMeta {
+	return obj.(interface{ GetObjectMeta() metav1.Object }).GetObjectMeta().(*metav1.ObjectMeta)
 }
 
 // forEach runs f as a subtest for each kustomization.
@@ -243,7 +262,11 @@ func TestRender(t *testing.T) {
 		if r.HPAs["sessionsvc"] == nil || r.PDBs["sessionsvc"] == nil {
 			t.Errorf("the session service needs a HorizontalPodAutoscaler and a PodDisruptionBudget")
 		}
+		for _, km := range r.Meta {
+			checkMeta(t, km)
+		}
 		for _, w := range r.Workloads() {
+			checkNames(t, w)
 			if r.Services[w.Name] == nil {
 				t.Errorf("%s has no Service", w)
 			}
@@ -255,4 +278,48 @@ func TestRender(t *testing.T) {
 			}
 		}
 	})
+}
+
+// checkMeta validates what the API server would: names and labels.
+func checkMeta(t *testing.T, km KindMeta) {
+	t.Helper()
+	where := km.Kind + "/" + km.Meta.Name
+	nameErrs := validation.IsDNS1123Subdomain(km.Meta.Name)
+	if km.Kind == "Service" || km.Kind == "Namespace" {
+		nameErrs = validation.IsDNS1123Label(km.Meta.Name)
+	}
+	for _, e := range nameErrs {
+		t.Errorf("%s: name: %s", where, e)
+	}
+	for k, v := range km.Meta.Labels {
+		for _, e := range append(validation.IsQualifiedName(k), validation.IsValidLabelValue(v)...) {
+			t.Errorf("%s: label %s=%s: %s", where, k, v, e)
+		}
+	}
+}
+
+// checkNames validates the names inside a pod template.
+func checkNames(t *testing.T, w Workload) {
+	t.Helper()
+	bad := func(what string, errs []string) {
+		for _, e := range errs {
+			t.Errorf("%s: %s: %s", w, what, e)
+		}
+	}
+	for k, v := range w.Pod.Labels {
+		bad("pod label "+k, append(validation.IsQualifiedName(k), validation.IsValidLabelValue(v)...))
+	}
+	for _, v := range w.Pod.Spec.Volumes {
+		bad("volume "+v.Name, validation.IsDNS1123Label(v.Name))
+	}
+	for _, c := range allContainers(&w.Pod.Spec) {
+		bad("container "+c.Name, validation.IsDNS1123Label(c.Name))
+		for _, p := range c.Ports {
+			bad("port "+p.Name, validation.IsValidPortName(p.Name))
+			bad("port "+p.Name, validation.IsValidPortNum(int(p.ContainerPort)))
+		}
+		for _, e := range c.Env {
+			bad("env "+e.Name, validation.IsEnvVarName(e.Name))
+		}
+	}
 }

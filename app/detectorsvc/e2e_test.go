@@ -3,6 +3,7 @@ package detectorsvc
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -522,4 +523,24 @@ func TestEnforcementWaitsForTheSessionService(t *testing.T) {
 	if len(actions) != 1 || actions[0].Result != events.ResultDone || actions[0].Attempts < 3 {
 		t.Fatalf("actions %+v", actions)
 	}
+}
+
+// A changed rules file is picked up without a signal (a ConfigMap update
+// in Kubernetes, where nothing sends SIGHUP).
+func TestRulesFileWatched(t *testing.T) {
+	p := newPipeline(t)
+	rulesFile := filepath.Join(t.TempDir(), "rules.yaml")
+	write := func(threshold int) {
+		body := fmt.Sprintf("rules:\n  - name: burst\n    type: request_burst\n    scope: session\n    threshold: %d\n    window: 1m\n", threshold)
+		if err := os.WriteFile(rulesFile, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(1000)
+	det := p.startDetector(t, map[string]string{"RULES_FILE": rulesFile, "RULES_RELOAD_INTERVAL": "50ms"})
+	time.Sleep(100 * time.Millisecond) // a later modification time
+	write(99)
+	waitUntil(t, "the changed file is loaded", func() bool {
+		return strings.Contains(get(t, "http://"+det.addr+"/metrics"), `sessionmon_detector_rules_reloads_total{result="success"} 2`)
+	})
 }

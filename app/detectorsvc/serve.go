@@ -38,6 +38,7 @@ type runConfig struct {
 	Group, Groups int
 	Warmup        time.Duration
 	GeoReload     time.Duration
+	RulesReload   time.Duration
 	StreamMaxAge  time.Duration
 	Replicas      int
 	LogLevel      string
@@ -58,6 +59,7 @@ func parseRunConfig(args []string, getenv func(string) string, out io.Writer) (*
 	fs.Int(&c.Groups, "groups", "DETECTOR_GROUPS", 1, "number of detector groups splitting the 16 partitions (1, 2, 4, 8 or 16)")
 	fs.Duration(&c.Warmup, "warmup", "DETECTOR_WARMUP", time.Hour, "history replayed at start to rebuild windows, without acting")
 	fs.Duration(&c.GeoReload, "geoip-reload-interval", "GEOIP_RELOAD_INTERVAL", time.Minute, "how often to check the GeoIP files for changes")
+	fs.Duration(&c.RulesReload, "rules-reload-interval", "RULES_RELOAD_INTERVAL", 30*time.Second, "how often to check the rules file for changes (0: only on SIGHUP)")
 	fs.Duration(&c.StreamMaxAge, "stream-max-age", "STREAM_MAX_AGE", eventbus.DefaultStreamOptions().MaxAge, "how long the ALERTS and DEADLETTER streams keep messages")
 	fs.Int(&c.Replicas, "stream-replicas", "STREAM_REPLICAS", 1, "replicas of the ALERTS and DEADLETTER streams")
 	fs.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
@@ -251,7 +253,12 @@ func serve(ctx context.Context, cfg *runConfig, stderr io.Writer, hooks runHooks
 	if m, ok := res.(*geo.MaxMind); ok && cfg.GeoReload > 0 {
 		g.Go(func() error { m.Watch(gctx, cfg.GeoReload); return nil })
 	}
-	g.Go(func() error { return reloadLoop(gctx, svc, cfg.RulesFile, hooks.reload, metrics, log) })
+	reload := make(chan struct{})
+	g.Go(func() error { return forward(gctx, hooks.reload, reload) })
+	if cfg.RulesFile != "" && cfg.RulesReload > 0 {
+		g.Go(func() error { return watchFile(gctx, cfg.RulesFile, cfg.RulesReload, reload) })
+	}
+	g.Go(func() error { return reloadLoop(gctx, svc, cfg.RulesFile, reload, metrics, log) })
 	g.Go(func() error { return statsLoop(gctx, svc, metrics) })
 	err = g.Wait()
 	log.Info("detector stopped")
@@ -301,6 +308,52 @@ func reloadLoop(ctx context.Context, svc *detector.Service, path string, reload 
 		}
 		m.Reloaded(true, set.Version())
 		log.Info("rules reloaded", "rules", len(set.Rules), "source", set.Source, "version", set.Version())
+	}
+}
+
+// forward passes signals from in to out until ctx ends.
+func forward(ctx context.Context, in <-chan struct{}, out chan<- struct{}) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-in:
+		}
+		select {
+		case out <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// watchFile signals out when path's size or modification time changes
+// (a ConfigMap update, say: containers cannot be sent SIGHUP easily).
+func watchFile(ctx context.Context, path string, every time.Duration, out chan<- struct{}) error {
+	stamp := func() string {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return "missing"
+		}
+		return fmt.Sprint(fi.Size(), fi.ModTime().UnixNano())
+	}
+	last := stamp()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if now := stamp(); now != last {
+			last = now
+			select {
+			case out <- struct{}{}:
+			case <-ctx.Done():
+				return nil
+			}
+		}
 	}
 }
 

@@ -2,52 +2,17 @@ package memstore
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	outboxmetrics "github.com/sessionmon/sessionmon/internal/outbox"
 )
 
-// Metrics of the outbox relay and sweeper. The names and types are
-// redisstore's, since they mean the same; a program registers one store's.
-type Metrics struct {
-	Published      prometheus.Counter
-	PublishSeconds prometheus.Histogram
-	RelayErrors    *prometheus.CounterVec
-	SweepExpired   prometheus.Counter
-	// PartitionsOwned is events.Partitions while the relay runs: one
-	// process relays every partition.
-	PartitionsOwned prometheus.Gauge
-}
+// Metrics of the outbox relay and sweeper: redisstore's, since they mean
+// the same; a program registers one store's.
+type Metrics = outboxmetrics.Metrics
 
 // NewMetrics returns the relay metrics, registered with reg when it is not nil.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{
-		Published: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "sessionmon", Subsystem: "outbox", Name: "events_published_total",
-			Help: "Events relayed from the outbox to JetStream and acknowledged.",
-		}),
-		PublishSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: "sessionmon", Subsystem: "outbox", Name: "publish_batch_duration_seconds",
-			Help:    "Time to publish one outbox batch and receive every ack.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
-		}),
-		RelayErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "sessionmon", Subsystem: "outbox", Name: "relay_errors_total",
-			Help: "Outbox relay failures by stage (publish, sweep).",
-		}, []string{"stage"}),
-		SweepExpired: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "sessionmon", Subsystem: "sessions", Name: "swept_total",
-			Help: "Sessions ended by the expiry sweeper.",
-		}),
-		PartitionsOwned: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "sessionmon", Subsystem: "outbox", Name: "partitions_owned",
-			Help: "Partitions whose outbox this instance relays.",
-		}),
-	}
-	for _, s := range []string{"publish", "sweep"} {
-		m.RelayErrors.WithLabelValues(s)
-	}
-	if reg != nil {
-		reg.MustRegister(m.Published, m.PublishSeconds, m.RelayErrors, m.SweepExpired, m.PartitionsOwned)
-	}
-	return m
+	return outboxmetrics.NewMetrics(reg, "publish", "sweep")
 }
 
 // Collector reports, at scrape time, the outbox depth and the number of

@@ -6,50 +6,17 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sessionmon/sessionmon/internal/outbox"
+
 	"github.com/sessionmon/sessionmon/events"
 )
 
-// Metrics of the outbox relay and sweeper.
-type Metrics struct {
-	Published       prometheus.Counter
-	PublishSeconds  prometheus.Histogram
-	RelayErrors     *prometheus.CounterVec
-	SweepExpired    prometheus.Counter
-	PartitionsOwned prometheus.Gauge
-}
+// Metrics of the outbox relay and sweeper (shared with memstore).
+type Metrics = outbox.Metrics
 
 // NewMetrics returns the relay metrics, registered with reg when it is not nil.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{
-		Published: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "sessionmon", Subsystem: "outbox", Name: "events_published_total",
-			Help: "Events relayed from the Redis outbox to JetStream and acknowledged.",
-		}),
-		PublishSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: "sessionmon", Subsystem: "outbox", Name: "publish_batch_duration_seconds",
-			Help:    "Time to publish one outbox batch and receive every ack.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
-		}),
-		RelayErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "sessionmon", Subsystem: "outbox", Name: "relay_errors_total",
-			Help: "Outbox relay failures by stage (lease, read, decode, publish, trim, sweep).",
-		}, []string{"stage"}),
-		SweepExpired: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "sessionmon", Subsystem: "sessions", Name: "swept_total",
-			Help: "Sessions ended by the expiry sweeper.",
-		}),
-		PartitionsOwned: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "sessionmon", Subsystem: "outbox", Name: "partitions_owned",
-			Help: "Partitions whose outbox this instance relays.",
-		}),
-	}
-	for _, s := range []string{"lease", "read", "decode", "publish", "trim", "sweep"} {
-		m.RelayErrors.WithLabelValues(s)
-	}
-	if reg != nil {
-		reg.MustRegister(m.Published, m.PublishSeconds, m.RelayErrors, m.SweepExpired, m.PartitionsOwned)
-	}
-	return m
+	return outbox.NewMetrics(reg, "lease", "read", "decode", "publish", "trim", "sweep")
 }
 
 // Collector reports, at scrape time, the outbox depth and the number of

@@ -97,7 +97,11 @@ func (p *Publisher) Publish(ctx context.Context, evs []events.Event) error {
 		}
 		m := nats.NewMsg(events.SubjectFor(e))
 		m.Data = data
-		f, err := p.js.PublishMsgAsync(m, jetstream.WithMsgID(e.ID))
+		// No retries inside nats.go: it re-sends a message the stream was
+		// not ready for on a timer of its own, which lets later messages
+		// overtake it. A failure comes back here, and the caller retries
+		// the batch from its head.
+		f, err := p.js.PublishMsgAsync(m, jetstream.WithMsgID(e.ID), jetstream.WithRetryAttempts(0))
 		if err != nil {
 			return fmt.Errorf("jetstream publish: %w", err)
 		}

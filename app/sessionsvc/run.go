@@ -155,7 +155,13 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		return nil
 	})
-	g.Go(func() error { return relay.Run(relayCtx) })
+	// The relay starts once the stream exists: publishes answered "no
+	// stream" in the middle of a batch whose later events are stored would
+	// put the batch out of order when it is retried.
+	g.Go(func() error {
+		ensureStream(relayCtx, pub, cfg.Stream, log)
+		return relay.Run(relayCtx)
+	})
 	if cfg.DebugAddr != "" {
 		dbg := &http.Server{Addr: cfg.DebugAddr, Handler: debugMux(), ReadHeaderTimeout: 5 * time.Second}
 		g.Go(func() error {
@@ -166,7 +172,6 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			return nil
 		})
 	}
-	g.Go(func() error { ensureStream(relayCtx, pub, cfg.Stream, log); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting down: draining requests")

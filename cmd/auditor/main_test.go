@@ -42,20 +42,6 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// syncBuffer collects a log written from other goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 // startedAddr finds the HTTP address in the "auditor started" log line.
 func startedAddr(log string) string {
 	for line := range strings.Lines(log) {
@@ -69,7 +55,7 @@ func startedAddr(log string) string {
 
 type auditor struct {
 	addr string
-	log  *syncBuffer
+	log  *testenv.LogBuffer
 	stop func() error
 }
 
@@ -77,7 +63,7 @@ type auditor struct {
 func start(t *testing.T, env map[string]string, args ...string) *auditor {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	log := &syncBuffer{}
+	log := &testenv.LogBuffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, append([]string{"serve", "-listen", "127.0.0.1:0"}, args...), func(k string) string { return env[k] }, io.Discard, log)
@@ -398,7 +384,7 @@ func TestKillAndRestart(t *testing.T) {
 		for k, v := range e.vars {
 			cmd.Env = append(cmd.Env, k+"="+v)
 		}
-		cmd.Stderr = &syncBuffer{}
+		cmd.Stderr = &testenv.LogBuffer{}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}

@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -215,12 +214,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	defer store.Close()
 	auditMetrics := eventbus.NewAuditMetrics(reg)
 
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("auditor"), nats.MaxReconnects(-1),
-		nats.RetryOnFailedConnect(true), nats.ReconnectWait(500*time.Millisecond),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }))
+	nc, err := eventbus.Connect(cfg.NATSURL, "auditor", log)
 	if err != nil {
-		return fmt.Errorf("NATS_URL: %w", err)
+		return err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)

@@ -2,7 +2,6 @@ package detectorsvc
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +25,7 @@ import (
 	"github.com/sessionmon/sessionmon/events"
 	"github.com/sessionmon/sessionmon/geo"
 	"github.com/sessionmon/sessionmon/internal/cli"
+	"github.com/sessionmon/sessionmon/internal/httpserve"
 )
 
 // runConfig is the configuration of `detector run`.
@@ -204,7 +204,9 @@ func serve(ctx context.Context, cfg *runConfig, stderr io.Writer, hooks runHooks
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		httpserve.JSON(w, 200, map[string]string{"status": "ok"})
+	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		checks := map[string]string{"nats": nc.Status().String(), "warmup": "done"}
 		code := http.StatusOK
@@ -216,10 +218,9 @@ func serve(ctx context.Context, cfg *runConfig, stderr io.Writer, hooks runHooks
 		if !nc.IsConnected() {
 			code = http.StatusServiceUnavailable
 		}
-		writeJSON(w, code, checks)
+		httpserve.JSON(w, code, checks)
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-		WriteTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	srv := httpserve.Server(mux, log)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("DETECTOR_LISTEN: %w", err)
@@ -231,18 +232,7 @@ func serve(ctx context.Context, cfg *runConfig, stderr io.Writer, hooks runHooks
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	})
+	g.Go(func() error { return httpserve.Run(gctx, srv, ln) })
 	g.Go(func() error {
 		defer source.Close()
 		return svc.Run(gctx)
@@ -371,10 +361,4 @@ func statsLoop(ctx context.Context, svc *detector.Service, m *detector.Metrics) 
 			}
 		}
 	}
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
 }

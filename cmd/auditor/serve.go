@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +25,7 @@ import (
 	"github.com/sessionmon/sessionmon/events"
 	"github.com/sessionmon/sessionmon/geo"
 	"github.com/sessionmon/sessionmon/internal/cli"
+	"github.com/sessionmon/sessionmon/internal/httpserve"
 )
 
 // serveConfig is the configuration of `auditor serve`.
@@ -247,7 +247,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		httpserve.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		checks := map[string]string{"nats": nc.Status().String(), "clickhouse": "ok", "schema": "migrated"}
@@ -270,10 +270,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 				checks["consumer_"+name], code = "waiting", http.StatusServiceUnavailable
 			}
 		}
-		writeJSON(w, code, checks)
+		httpserve.JSON(w, code, checks)
 	})
-	srv := &http.Server{Handler: http.MaxBytesHandler(mux, 1<<10), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-		WriteTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	srv := httpserve.Server(http.MaxBytesHandler(mux, 1<<10), log)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("AUDITOR_LISTEN: %w", err)
@@ -283,18 +282,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		"retention_months", cfg.RetentionMonths, "pseudonymize_ips", cfg.PseudonymizeIPs, "geoip", cfg.GeoIPCity != "")
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	})
+	g.Go(func() error { return httpserve.Run(gctx, srv, ln) })
 	if mm != nil && cfg.GeoIPReload > 0 {
 		g.Go(func() error { mm.Watch(gctx, cfg.GeoIPReload); return nil })
 	}
@@ -347,10 +335,4 @@ func retry(ctx context.Context, log *slog.Logger, what string, f func(context.Co
 		case <-time.After(wait):
 		}
 	}
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
 }

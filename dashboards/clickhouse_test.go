@@ -212,7 +212,7 @@ func newFixture(base time.Time) *fixture {
 			ev(min+i, events.SessionAccessed, user, sid, ip, events.Data{Path: "/orders"})
 		}
 	}
-	// Addresses of geo/testdata/networks.csv: 81.2.69.0/24 London (GB),
+	// Addresses of geo/geodb/networks.csv: 81.2.69.0/24 London (GB),
 	// 198.51.100.0/26 New York and .64/26 San Francisco (US), .128/26
 	// Sydney (AU), 192.0.2.128/26 Paris (FR), .192/26 Frankfurt (DE),
 	// 203.0.113.0/26 Tokyo (JP), .64/26 São Paulo (BR); 10.0.0.0/8 is

@@ -17,7 +17,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the expected.json files of rules/testdata")
 
-// testGeo opens the test GeoIP databases built from geo/testdata/networks.csv.
+// testGeo opens the test GeoIP databases built from geo/geodb/networks.csv.
 func testGeo(t testing.TB) geo.Resolver {
 	t.Helper()
 	p := geotest.MustBuild(t)

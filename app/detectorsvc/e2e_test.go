@@ -29,7 +29,7 @@ const (
 	adminSecret = "detector-secret-0123456789ab"
 )
 
-// Addresses of the test GeoIP networks (geo/testdata/networks.csv).
+// Addresses of the test GeoIP networks (geo/geodb/networks.csv).
 const (
 	london    = "192.0.2.10"
 	londonV6  = "2001:db8:1::5"

@@ -18,17 +18,19 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/sessionmon/sessionmon/app/auditsvc"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	err := auditsvc.Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	if err == nil {
 		return
 	}
 	fmt.Fprintln(os.Stderr, "auditor:", err)
-	var v *ViolationsError
+	var v *auditsvc.ViolationsError
 	if errors.As(err, &v) {
 		os.Exit(2)
 	}

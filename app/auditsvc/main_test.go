@@ -1,4 +1,4 @@
-package main
+package auditsvc
 
 import (
 	"bufio"
@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -36,10 +37,26 @@ import (
 // AUDITOR_TEST_MAIN set, the test binary is the auditor.
 func TestMain(m *testing.M) {
 	if os.Getenv("AUDITOR_TEST_MAIN") != "" {
-		main()
-		os.Exit(0)
+		os.Exit(testMain())
 	}
 	os.Exit(m.Run())
+}
+
+// testMain is cmd/auditor's main: Run until SIGINT or SIGTERM, exit
+// status 1 on an error (2 for violations).
+func testMain() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(os.Stderr, "auditor:", err)
+	var v *ViolationsError
+	if errors.As(err, &v) {
+		return 2
+	}
+	return 1
 }
 
 // startedAddr finds the HTTP address in the "auditor started" log line.

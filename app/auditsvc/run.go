@@ -1,4 +1,9 @@
-package main
+// Package auditsvc is the audit writer program (cmd/auditor): `auditor
+// serve` consumes the SESSIONS and ALERTS streams into the audit log
+// (ClickHouse, or a Sink given by an embedding program); `auditor
+// migrate`, `export`, `check-endings` and `events` apply the schema and
+// answer compliance questions from ClickHouse.
+package auditsvc
 
 import (
 	"context"

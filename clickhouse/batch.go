@@ -5,11 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash"
 	"net/netip"
-	"strings"
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
@@ -31,30 +29,8 @@ type WriterOptions struct {
 	Now       func() time.Time
 }
 
-// Rejection is why a message was not written: it goes to the dead-letter
-// stream with this reason, counted by Reason (a short, bounded label).
-type Rejection struct {
-	Reason string
-	Err    error
-}
-
-func (r *Rejection) Error() string        { return r.Reason + ": " + r.Err.Error() }
-func (r *Rejection) Unwrap() error        { return r.Err }
-func (r *Rejection) RejectReason() string { return r.Reason }
-
-// decodeRejection classifies a decoding error by the field it names.
-func decodeRejection(err error) *Rejection {
-	var de *events.DecodeError
-	if errors.As(err, &de) {
-		switch {
-		case de.Field != "":
-			return &Rejection{Reason: "bad_" + strings.NewReplacer(".", "_").Replace(de.Field), Err: err}
-		case strings.HasPrefix(de.Reason, "larger than"):
-			return &Rejection{Reason: "too_large", Err: err}
-		}
-	}
-	return &Rejection{Reason: "malformed", Err: err}
-}
+// Rejection is why a message was not written (audit.Rejection).
+type Rejection = audit.Rejection
 
 // Time range of DateTime64(3): earlier or later times would not store.
 var (
@@ -159,7 +135,7 @@ func (s *Store) NewEventBatch(o WriterOptions) *EventBatch {
 func (b *EventBatch) Add(subject string, data []byte) error {
 	e, err := events.Decode(data)
 	if err != nil {
-		return decodeRejection(err)
+		return audit.DecodeRejection(err)
 	}
 	return b.AddEvent(e)
 }
@@ -266,30 +242,14 @@ func (s *Store) NewAlertBatch(o WriterOptions) *AlertBatch {
 // Add decodes one alert (subject alerts.>) or action (actions.>) and
 // stages it.
 func (b *AlertBatch) Add(subject string, data []byte) error {
-	switch {
-	case strings.HasPrefix(subject, "alerts."):
-		a, err := events.DecodeAlert(data)
-		if err != nil {
-			return decodeRejection(err)
-		}
-		return b.AddAlert(a, sourceOf(data))
-	case strings.HasPrefix(subject, "actions."):
-		a, err := events.DecodeAction(data)
-		if err != nil {
-			return decodeRejection(err)
-		}
-		return b.AddAction(a, sourceOf(data))
+	m, err := audit.DecodeAlertMessage(subject, data)
+	if err != nil {
+		return err
 	}
-	return &Rejection{Reason: "unknown_subject", Err: fmt.Errorf("subject %q is neither alerts.> nor actions.>", subject)}
-}
-
-// sourceOf reads the CloudEvents source of an already decoded envelope.
-func sourceOf(data []byte) string {
-	var env struct {
-		Source string `json:"source"`
+	if m.Alert != nil {
+		return b.AddAlert(*m.Alert, m.Source)
 	}
-	_ = json.Unmarshal(data, &env)
-	return env.Source
+	return b.AddAction(*m.Action, m.Source)
 }
 
 // AddAlert stages a decoded alert.
@@ -301,10 +261,7 @@ func (b *AlertBatch) AddAlert(a events.Alert, source string) error {
 	if err != nil {
 		return &Rejection{Reason: "bad_data_ip", Err: err}
 	}
-	ev, summary := a.Evidence, a.Summary
-	if b.o.IP.Pseudonymizes() {
-		ev, summary = pseudonymizeEvidence(b.o.IP, a)
-	}
+	ev, summary := b.o.IP.AlertEvidence(a)
 	evidence, err := json.Marshal(ev)
 	if err != nil {
 		return &Rejection{Reason: "bad_data_evidence", Err: err}
@@ -329,45 +286,6 @@ func (b *AlertBatch) AddAlert(a events.Alert, source string) error {
 	t.summary = append(t.summary, audit.RedactTokens(summary))
 	t.evidence = append(t.evidence, audit.RedactTokens(string(evidence)))
 	return nil
-}
-
-// pseudonymizeEvidence replaces every address of an alert's evidence and
-// summary by its pseudonym.
-func pseudonymizeEvidence(p *audit.IPPolicy, a events.Alert) (events.Evidence, string) {
-	ev := a.Evidence
-	var pairs []string
-	sub := func(ip string) string {
-		if ip == "" {
-			return ""
-		}
-		ps := p.Pseudonym(ip)
-		pairs = append(pairs, ip, ps)
-		return ps
-	}
-	sub(a.IP)
-	ev.Events = append([]events.EventRef(nil), ev.Events...)
-	for i := range ev.Events {
-		ev.Events[i].IP = sub(ev.Events[i].IP)
-	}
-	ev.IPs = append([]string(nil), ev.IPs...)
-	for i := range ev.IPs {
-		ev.IPs[i] = sub(ev.IPs[i])
-	}
-	summary := a.Summary
-	if len(pairs) > 0 {
-		// Longest first, so that 203.0.113.70 is not rewritten as the
-		// pseudonym of 203.0.113.7 followed by a 0.
-		for i := 0; i < len(pairs); i += 2 {
-			for j := i + 2; j < len(pairs); j += 2 {
-				if len(pairs[j]) > len(pairs[i]) {
-					pairs[i], pairs[j] = pairs[j], pairs[i]
-					pairs[i+1], pairs[j+1] = pairs[j+1], pairs[i+1]
-				}
-			}
-		}
-		summary = strings.NewReplacer(pairs...).Replace(summary)
-	}
-	return ev, summary
 }
 
 // AddAction stages a decoded action.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -186,6 +187,31 @@ func (s *staged) keepAlive(every time.Duration) {
 		_ = m.InProgress()
 	}
 	s.touched = time.Now()
+}
+
+// write writes the batch, keeping its messages alive meanwhile: one
+// attempt against a ClickHouse that stopped answering can outlast AckWait.
+func (s *staged) write(ctx context.Context, every time.Duration) error {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				for _, m := range s.msgs {
+					_ = m.InProgress()
+				}
+			}
+		}
+	})
+	err := s.batch.Write(ctx)
+	close(done)
+	wg.Wait()
+	return err
 }
 
 // waitAlive waits d, keeping the messages alive; false if ctx ended.
@@ -418,7 +444,7 @@ func (c *AuditConsumer) flushLoop(hard context.Context, in <-chan *staged, free 
 	keep := c.cfg.AckWait / 3
 	for s := range in {
 		for attempt := 0; ; attempt++ {
-			err := s.batch.Write(hard)
+			err := s.write(hard, keep)
 			if err == nil {
 				break
 			}

@@ -46,9 +46,24 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return serve(ctx, cfg, stderr, hooks{})
 }
 
-// hooks let tests drive a running alerter.
+// Options let a caller embed the alerter.
+type Options struct {
+	// Timeline replaces ClickHouse as the source of users' timelines in
+	// the console (CLICKHOUSE_URL is then not opened).
+	Timeline audit.Timeline
+	// Listening, when set, is told the console's address.
+	Listening func(addr string)
+}
+
+// Serve runs the alerter of a parsed configuration until ctx ends.
+func Serve(ctx context.Context, cfg *Config, stderr io.Writer, o Options) error {
+	return serve(ctx, cfg, stderr, hooks{listening: o.Listening, timeline: o.Timeline})
+}
+
+// hooks let tests and embedders drive a running alerter.
 type hooks struct {
 	listening func(addr string)
+	timeline  audit.Timeline
 }
 
 // HashPassword is `alerter hash-password`: it reads a password (the first
@@ -97,16 +112,18 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer, hk hooks) error {
 	if err != nil {
 		return fmt.Errorf("SESSIONSVC_URL: %w", err)
 	}
-	var timeline audit.Timeline
+	timeline := hk.timeline
 	var chStore *clickhouse.Store
-	if cfg.ClickHouseURL != "" && cfg.ClickHouseURL != ClickHouseOff {
+	switch {
+	case timeline != nil:
+	case cfg.ClickHouseURL != "" && cfg.ClickHouseURL != ClickHouseOff:
 		chStore, err = clickhouse.Open(clickhouse.Config{URL: cfg.ClickHouseURL, Log: log})
 		if err != nil {
 			return fmt.Errorf("CLICKHOUSE_URL: %w", err)
 		}
 		defer chStore.Close()
 		timeline = chStore
-	} else {
+	default:
 		log.Warn("no audit log (CLICKHOUSE_URL=off): the console shows no user timelines")
 	}
 

@@ -28,8 +28,9 @@ import (
 	"github.com/sessionmon/sessionmon/internal/httpserve"
 )
 
-// serveConfig is the configuration of `auditor serve`.
-type serveConfig struct {
+// ServeConfig is the configuration of `auditor serve`; ParseServeConfig
+// makes one.
+type ServeConfig struct {
 	common
 	Listen          string
 	NATSURL         string
@@ -53,8 +54,11 @@ type serveConfig struct {
 	key []byte
 }
 
-func parseServeConfig(args []string, getenv func(string) string, out io.Writer) (*serveConfig, error) {
-	c := &serveConfig{}
+// ParseServeConfig reads the flags of `auditor serve` with their
+// environment fallbacks (getenv) and checks them all; errors name the
+// setting. Usage goes to out.
+func ParseServeConfig(args []string, getenv func(string) string, out io.Writer) (*ServeConfig, error) {
+	c := &ServeConfig{}
 	fs := cli.New("auditor serve", getenv, out)
 	c.common.register(fs)
 	fs.String(&c.Listen, "listen", "AUDITOR_LISTEN", "127.0.0.1:8082", "HTTP listen address of /metrics, /healthz and /readyz")
@@ -155,7 +159,7 @@ func parseServeConfig(args []string, getenv func(string) string, out io.Writer) 
 }
 
 // openGeo opens the GeoIP resolver, or returns nil without a database.
-func (c *serveConfig) openGeo() (*geo.MaxMind, error) {
+func (c *ServeConfig) openGeo() (*geo.MaxMind, error) {
 	if c.GeoIPCity == "" {
 		return nil, nil
 	}
@@ -178,40 +182,107 @@ func (c *serveConfig) openGeo() (*geo.MaxMind, error) {
 	return m, nil
 }
 
-// serve runs the audit writer until ctx ends.
+// Sink is where the audit writer writes.
+type Sink interface {
+	// NewEventBatch and NewAlertBatch make the batches of the SESSIONS and
+	// ALERTS consumers (eventbus.AuditBatch).
+	NewEventBatch() eventbus.AuditBatch
+	NewAlertBatch() eventbus.AuditBatch
+	// Prepare makes the store ready (ClickHouse: applies the migrations);
+	// the consumers start after it succeeds; it is retried until then.
+	Prepare(ctx context.Context) error
+	Ping(ctx context.Context) error
+}
+
+// Options let a caller embed the audit writer.
+type Options struct {
+	// Sink replaces ClickHouse (CLICKHOUSE_URL is then not opened). What
+	// is kept of addresses and the -max-future check are the sink's
+	// business: Serve refuses -pseudonymize-ips with a Sink, and ignores
+	// -geoip-city (with a warning).
+	Sink Sink
+	// Listening, when set, is told the address of the metrics/health listener.
+	Listening func(addr string)
+}
+
+// clickhouseSink is the ClickHouse store as a Sink, with the writer
+// options of the configuration.
+type clickhouseSink struct {
+	store *clickhouse.Store
+	wo    clickhouse.WriterOptions
+}
+
+func (s clickhouseSink) NewEventBatch() eventbus.AuditBatch { return s.store.NewEventBatch(s.wo) }
+func (s clickhouseSink) NewAlertBatch() eventbus.AuditBatch { return s.store.NewAlertBatch(s.wo) }
+func (s clickhouseSink) Ping(ctx context.Context) error     { return s.store.Ping(ctx) }
+func (s clickhouseSink) Prepare(ctx context.Context) error {
+	_, err := s.store.Migrate(ctx)
+	return err
+}
+
+// serve is `auditor serve`.
 func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	cfg, err := parseServeConfig(args, getenv, stderr)
+	cfg, err := ParseServeConfig(args, getenv, stderr)
 	if err != nil {
 		return err
+	}
+	return Serve(ctx, cfg, stderr, Options{})
+}
+
+// Serve runs the audit writer until ctx ends.
+func Serve(ctx context.Context, cfg *ServeConfig, stderr io.Writer, o Options) error {
+	if cfg == nil {
+		return errors.New("auditsvc: no configuration")
 	}
 	log := cfg.logger(stderr)
-
-	var res geo.Resolver
-	mm, err := cfg.openGeo()
-	if err != nil {
-		return err
-	}
-	if mm != nil {
-		defer mm.Close()
-		res = mm
-	}
-	var key []byte
-	if cfg.PseudonymizeIPs {
-		key = cfg.key
-	}
-	ipPolicy, err := audit.NewIPPolicy(key, res)
-	if err != nil {
-		return fmt.Errorf("AUDITOR_IP_KEY: %w", err)
-	}
-
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	store, err := clickhouse.Open(clickhouse.Config{URL: cfg.ClickHouseURL, RetentionMonths: cfg.RetentionMonths,
-		Log: log.With("component", "clickhouse"), Metrics: clickhouse.NewMetrics(reg)})
-	if err != nil {
-		return fmt.Errorf("CLICKHOUSE_URL: %w", err)
+
+	// The sink: ClickHouse, with what is kept of addresses, unless the
+	// caller gave one.
+	sink := o.Sink
+	sinkName := "store"
+	prepare := "prepare the audit store"
+	prepared := "prepared"
+	var mm *geo.MaxMind
+	var startAttrs []any
+	if sink != nil {
+		if cfg.PseudonymizeIPs {
+			return errors.New("AUDITOR_PSEUDONYMIZE_IPS: not applied by an injected audit sink; the sink must keep addresses itself")
+		}
+		if cfg.GeoIPCity != "" {
+			log.Warn("GEOIP_CITY_DB is ignored: the injected audit sink stores what it stores of addresses")
+		}
+		startAttrs = []any{"store", fmt.Sprintf("%T", sink)}
+	} else {
+		var res geo.Resolver
+		var err error
+		if mm, err = cfg.openGeo(); err != nil {
+			return err
+		}
+		if mm != nil {
+			defer mm.Close()
+			res = mm
+		}
+		var key []byte
+		if cfg.PseudonymizeIPs {
+			key = cfg.key
+		}
+		ipPolicy, err := audit.NewIPPolicy(key, res)
+		if err != nil {
+			return fmt.Errorf("AUDITOR_IP_KEY: %w", err)
+		}
+		store, err := clickhouse.Open(clickhouse.Config{URL: cfg.ClickHouseURL, RetentionMonths: cfg.RetentionMonths,
+			Log: log.With("component", "clickhouse"), Metrics: clickhouse.NewMetrics(reg)})
+		if err != nil {
+			return fmt.Errorf("CLICKHOUSE_URL: %w", err)
+		}
+		defer store.Close()
+		sink = clickhouseSink{store: store, wo: clickhouse.WriterOptions{IP: ipPolicy, MaxFuture: cfg.MaxFuture}}
+		sinkName, prepare, prepared = "clickhouse", "migrate the ClickHouse schema", "migrated"
+		startAttrs = []any{"clickhouse", clickhouse.Redact(cfg.ClickHouseURL), "database", store.Database(),
+			"retention_months", cfg.RetentionMonths, "pseudonymize_ips", cfg.PseudonymizeIPs, "geoip", cfg.GeoIPCity != ""}
 	}
-	defer store.Close()
 	auditMetrics := eventbus.NewAuditMetrics(reg)
 
 	nc, err := eventbus.Connect(cfg.NATSURL, "auditor", log)
@@ -224,15 +295,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	dead := eventbus.NewAlertPublisher(js, "auditor")
-	wo := clickhouse.WriterOptions{IP: ipPolicy, MaxFuture: cfg.MaxFuture}
 	var consumers []*eventbus.AuditConsumer
 	lag := eventbus.NewLagCollector(js)
 	for _, cc := range []eventbus.AuditConsumerConfig{eventbus.SessionAuditConsumer(cfg.ConsumerPrefix), eventbus.AlertAuditConsumer(cfg.ConsumerPrefix)} {
 		cc.BatchSize, cc.BatchInterval, cc.AckWait = cfg.BatchSize, cfg.BatchInterval, cfg.AckWait
 		cc.PendingInterval, cc.ShutdownTimeout = cfg.PendingInterval, cfg.ShutdownTimeout
-		newBatch := func() eventbus.AuditBatch { return store.NewEventBatch(wo) }
+		newBatch := sink.NewEventBatch
 		if cc.Stream == events.AlertStreamName {
-			newBatch = func() eventbus.AuditBatch { return store.NewAlertBatch(wo) }
+			newBatch = sink.NewAlertBatch
 		}
 		c, err := eventbus.NewAuditConsumer(js, cc, newBatch, dead.DeadLetter, auditMetrics, log.With("component", "consumer"))
 		if err != nil {
@@ -243,26 +313,26 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	reg.MustRegister(lag)
 
-	var migrated atomic.Bool
+	var ready atomic.Bool // the sink is prepared
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		httpserve.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		checks := map[string]string{"nats": nc.Status().String(), "clickhouse": "ok", "schema": "migrated"}
+		checks := map[string]string{"nats": nc.Status().String(), sinkName: "ok", "schema": prepared}
 		code := http.StatusOK
 		if !nc.IsConnected() {
 			code = http.StatusServiceUnavailable
 		}
-		if !migrated.Load() {
+		if !ready.Load() {
 			checks["schema"], code = "pending", http.StatusServiceUnavailable
 		}
 		pctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		if err := store.Ping(pctx); err != nil {
+		if err := sink.Ping(pctx); err != nil {
 			// The stream holds the backlog meanwhile; nothing is lost.
-			checks["clickhouse"], code = "down", http.StatusServiceUnavailable
+			checks[sinkName], code = "down", http.StatusServiceUnavailable
 		}
 		for i, name := range []string{"sessions", "alerts"} {
 			checks["consumer_"+name] = "reading"
@@ -277,9 +347,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return fmt.Errorf("AUDITOR_LISTEN: %w", err)
 	}
-	log.Info("auditor started", "addr", ln.Addr().String(), "clickhouse", clickhouse.Redact(cfg.ClickHouseURL),
-		"database", store.Database(), "batch_size", cfg.BatchSize, "batch_interval", cfg.BatchInterval,
-		"retention_months", cfg.RetentionMonths, "pseudonymize_ips", cfg.PseudonymizeIPs, "geoip", cfg.GeoIPCity != "")
+	log.Info("auditor started", append([]any{"addr", ln.Addr().String(), "batch_size", cfg.BatchSize,
+		"batch_interval", cfg.BatchInterval}, startAttrs...)...)
+	if o.Listening != nil {
+		o.Listening(ln.Addr().String())
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return httpserve.Run(gctx, srv, ln) })
@@ -287,15 +359,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		g.Go(func() error { mm.Watch(gctx, cfg.GeoIPReload); return nil })
 	}
 	g.Go(func() error {
-		// ClickHouse and NATS may come up after the auditor: wait for
-		// both, then consume. Nothing is read before the schema is there.
-		if !retry(gctx, log, "migrate the ClickHouse schema", func(ctx context.Context) error {
-			_, err := store.Migrate(ctx)
-			return err
-		}) {
+		// The store and NATS may come up after the auditor: wait for
+		// both, then consume. Nothing is read before the store is ready.
+		if !retry(gctx, log, prepare, sink.Prepare) {
 			return nil
 		}
-		migrated.Store(true)
+		ready.Store(true)
 		opts := eventbus.DefaultStreamOptions()
 		opts.MaxAge, opts.Replicas = cfg.StreamMaxAge, cfg.StreamReplicas
 		if !retry(gctx, log, "find or create the streams", func(ctx context.Context) error {

@@ -2,6 +2,8 @@ package alertersvc
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,8 +15,10 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/sessionmon/sessionmon/alerter/alertertest"
+	"github.com/sessionmon/sessionmon/app/auditsvc"
 	"github.com/sessionmon/sessionmon/client"
 	"github.com/sessionmon/sessionmon/events"
+	"github.com/sessionmon/sessionmon/internal/testenv"
 )
 
 // chromium finds the browser: $CHROMIUM, else Debian's /usr/bin/chromium
@@ -65,14 +69,81 @@ func artifactDir(t *testing.T) string {
 	return dir
 }
 
+// auditWriter runs the audit writer (app/auditsvc, the real program)
+// in-process against the stack's NATS and a ClickHouse database of the
+// test's ClickHouse database (chURL), and waits until it is ready; it
+// stops when the test ends.
+func auditWriter(t *testing.T, natsURL, chURL string) {
+	t.Helper()
+	env := map[string]string{"NATS_URL": natsURL, "CLICKHOUSE_URL": chURL}
+	cfg, err := auditsvc.ParseServeConfig([]string{"-listen", "127.0.0.1:0", "-batch-interval", "100ms", "-log-level", "debug"},
+		func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &testenv.LogBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- auditsvc.Serve(ctx, cfg, log, auditsvc.Options{Listening: func(a string) { addr <- a }})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("audit writer: %v\n%s", err, log.String())
+		}
+	})
+	var base string
+	select {
+	case a := <-addr:
+		base = "http://" + a
+	case err := <-done:
+		done <- err
+		t.Fatalf("audit writer exited: %v\n%s", err, log.String())
+	case <-time.After(15 * time.Second):
+		t.Fatalf("audit writer did not start:\n%s", log.String())
+	}
+	waitFor(t, "audit writer ready", func() bool {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// auditAction is a row of the audit log's actions table.
+type auditAction struct {
+	Kind, Actor, Action, AlertID, Rule, UserID, Result, Note string
+}
+
 // TestConsoleInChromium signs in to the console in a real headless
 // Chromium, filters the list, opens an impossible-travel alert, reads its
-// evidence, resolves it with a note, and checks the action that the
-// decision published on the ALERTS stream (which the audit writer stores).
-// It keeps a screenshot of the resolved alert.
+// evidence and the user's timeline from the audit log, resolves it with a
+// note, and checks the action that the decision published on the ALERTS
+// stream and the row the audit writer (running in-process, into a
+// ClickHouse database of the test's own) stored of it; the page, reloaded,
+// shows that row in its timeline. It keeps a screenshot of the resolved
+// alert.
 func TestConsoleInChromium(t *testing.T) {
 	bin := chromium(t)
-	st := startStack(t)
+	ch := testenv.ClickHouse(t) // under CI=true, no ClickHouse fails the test
+	db := testenv.ClickHouseDatabase(t, ch)
+	chURL := "clickhouse://" + testenv.ClickHouseAddr() + "/" + db
+	st := startStack(t, "-clickhouse-url", chURL)
+	auditWriter(t, st.nats, chURL)
+	count := func(query string, args ...any) uint64 {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var n uint64
+		if err := ch.QueryRow(ctx, strings.ReplaceAll(query, "{db}", "`"+db+"`"), args...).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", query, err)
+		}
+		return n
+	}
 	now := time.Now().UTC().Truncate(time.Second)
 	travel := alertertest.TravelAlert("br-travel", "bob", now)
 	brute := events.Alert{ID: "br-brute", Time: now.Add(-time.Minute), Rule: "brute-force", RuleType: "brute_force",
@@ -87,6 +158,11 @@ func TestConsoleInChromium(t *testing.T) {
 		_, body := get(t, st.url+"/metrics")
 		return strings.Contains(body, `sessionmon_alerter_alerts_received_total{severity="medium"} 1`) &&
 			strings.Contains(body, `sessionmon_alerter_alerts_received_total{severity="high"} 1`)
+	})
+	// bob's timeline has something to show: his alert and his session.
+	waitFor(t, "bob's alert and session in the audit log", func() bool {
+		return count("SELECT count() FROM {db}.alerts FINAL WHERE user_id = 'bob'") == 1 &&
+			count("SELECT count() FROM {db}.session_events FINAL WHERE user_id = 'bob' AND type = 'session.created'") == 1
 	})
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
@@ -199,6 +275,13 @@ func TestConsoleInChromium(t *testing.T) {
 	if n := eval(`String(document.querySelectorAll('#sessions tbody tr[data-session]').length)`); n != "1" {
 		t.Errorf("%s live sessions of bob shown, want 1", n)
 	}
+	// The timeline from the audit log: bob's alert and session.
+	if kinds := eval(`Array.from(document.querySelectorAll('#timeline tbody tr[class^="kind-"]')).map(r => r.className).join(',')`); !strings.Contains(kinds, "kind-alert") || !strings.Contains(kinds, "kind-event") {
+		t.Errorf("timeline rows %q, want bob's alert and his session's creation", kinds)
+	}
+	if tl := text("#timeline tbody"); !strings.Contains(tl, "impossible-travel") || !strings.Contains(tl, "session.created") {
+		t.Errorf("timeline: %s", tl)
+	}
 	// The script ran (CSP allows it from 'self'): times have local titles.
 	if title := eval(`document.querySelector('time[datetime]').title`); title == "" {
 		t.Error("console.js did not run")
@@ -220,15 +303,6 @@ func TestConsoleInChromium(t *testing.T) {
 	if h := text("#history tbody"); !strings.Contains(h, "alice") || !strings.Contains(h, "bob confirmed the trip by phone") {
 		t.Fatalf("review history: %s", h)
 	}
-	shot, err := chromedp.Run(tctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(artifactDir(t), "console-resolved.png")
-	if err := os.WriteFile(path, shot, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: %s", path)
 
 	// The decision is an action on the stream, for the audit log.
 	var resolved *events.Action
@@ -245,6 +319,42 @@ func TestConsoleInChromium(t *testing.T) {
 		resolved.Rule != "impossible-travel" || resolved.Result != events.ResultDone || resolved.Note != "bob confirmed the trip by phone" {
 		t.Fatalf("action: %+v", resolved)
 	}
+
+	// ... which the audit writer stores: one row, the reviewer's decision.
+	var row auditAction
+	waitFor(t, "the resolve action in the audit log", func() bool {
+		return count("SELECT count() FROM {db}.actions FINAL WHERE alert_id = 'br-travel' AND action = 'resolve'") == 1
+	})
+	ctx10, cancel10 := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel10()
+	if err := ch.QueryRow(ctx10, "SELECT toString(kind), toString(actor), toString(action), alert_id, toString(rule), user_id, toString(result), note FROM `"+db+
+		"`.actions FINAL WHERE alert_id = 'br-travel' AND action = 'resolve'").Scan(
+		&row.Kind, &row.Actor, &row.Action, &row.AlertID, &row.Rule, &row.UserID, &row.Result, &row.Note); err != nil {
+		t.Fatal(err)
+	}
+	want := auditAction{Kind: events.KindReview, Actor: "alice", Action: "resolve", AlertID: "br-travel", Rule: "impossible-travel",
+		UserID: "bob", Result: events.ResultDone, Note: "bob confirmed the trip by phone"}
+	if row != want {
+		t.Fatalf("audit row:\n got %+v\nwant %+v", row, want)
+	}
+	if n := count("SELECT count() FROM {db}.actions FINAL WHERE id = ?", resolved.ID); n != 1 {
+		t.Errorf("%d audit rows with the action's ID %s, want 1", n, resolved.ID)
+	}
+	// The page, reloaded, shows the decision in the timeline too.
+	do("reload", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("timeline")))
+	if tl := eval(`Array.from(document.querySelectorAll('#timeline tbody tr.kind-action')).map(r => r.textContent).join('|')`); !strings.Contains(tl, "resolve") ||
+		!strings.Contains(tl, "by alice: bob confirmed the trip by phone") {
+		t.Errorf("the timeline lacks the decision: %q", tl)
+	}
+	shot, err := chromedp.Run(tctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(artifactDir(t), "console-resolved.png")
+	if err := os.WriteFile(path, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", path)
 
 	// Sign out ends the session at the service.
 	do("sign out", chromedp.Click(chromedp.ID("signout")), chromedp.WaitVisible(chromedp.ID("signin")))

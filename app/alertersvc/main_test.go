@@ -65,6 +65,7 @@ func (r *receiver) got() []received {
 type stack struct {
 	url       string // the alerter
 	sessions  string // the session service
+	nats      string // the NATS server's URL
 	js        jetstream.JetStream
 	shop      *client.Client
 	hook      *receiver
@@ -105,7 +106,9 @@ retry: {attempts: 3, initial: 50ms, max: 200ms}
 	return path
 }
 
-func startStack(t *testing.T) *stack {
+// startStack starts the stack; alerterArgs are added to the alerter's
+// flags (a later flag wins: -clickhouse-url URL replaces off).
+func startStack(t *testing.T, alerterArgs ...string) *stack {
 	t.Helper()
 	_, nc := testenv.NATS(t)
 	natsURL := nc.ConnectedUrl()
@@ -144,7 +147,7 @@ func startStack(t *testing.T) *stack {
 	hook := &receiver{}
 	hookSrv := httptest.NewServer(hook)
 	t.Cleanup(hookSrv.Close)
-	st := &stack{sessions: svcURL, js: js, hook: hook, log: &testenv.LogBuffer{}, publisher: eventbus.NewAlertPublisher(js, "detector")}
+	st := &stack{sessions: svcURL, nats: natsURL, js: js, hook: hook, log: &testenv.LogBuffer{}, publisher: eventbus.NewAlertPublisher(js, "detector")}
 	if st.shop, err = client.New(svcURL, shopKey); err != nil {
 		t.Fatal(err)
 	}
@@ -152,8 +155,9 @@ func startStack(t *testing.T) *stack {
 	// The alerter.
 	env := map[string]string{"NATS_URL": natsURL, "SESSIONSVC_URL": svcURL, "ALERTER_SESSIONSVC_API_KEY": adminKey,
 		"SOC_SECRET": socSecret, "ALERTER_CONFIG": writeConfig(t, hookSrv.URL+"/hook")}
-	cfg, err := ParseConfig([]string{"-listen", "127.0.0.1:0", "-clickhouse-url", "off", "-janitor-interval", "100ms",
-		"-log-level", "debug", "-console-url", "http://127.0.0.1:1"}, func(k string) string { return env[k] }, io.Discard)
+	args := append([]string{"-listen", "127.0.0.1:0", "-clickhouse-url", "off", "-janitor-interval", "100ms",
+		"-log-level", "debug", "-console-url", "http://127.0.0.1:1"}, alerterArgs...)
+	cfg, err := ParseConfig(args, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

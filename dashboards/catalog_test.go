@@ -29,7 +29,7 @@ import (
 
 // The catalog is every metric family the sessionmon programs export, read
 // from the metrics themselves: each program's constructors are called as
-// its wiring calls them (app/*/run.go, cmd/auditor/serve.go), with a fresh
+// its wiring calls them (app/*/run.go, app/auditsvc/serve.go), with a fresh
 // registry, and gathered. Vectors with no child yet (alerts by rule, dead
 // letters by reason...) export nothing until they are used, so the
 // catalog gives each of them one child with placeholder label values: the

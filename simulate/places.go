@@ -9,8 +9,8 @@ import (
 )
 
 // Place is a place the simulated traffic comes from: one network of the
-// project's GeoIP test data (geo/geodb/networks.csv, formerly
-// geo/testdata/networks.csv), which the demo's detector resolves.
+// project's GeoIP test data, networks.csv (geotest.CSVPath), from which
+// the demo's detector builds its databases.
 type Place struct {
 	// Name is the city, or for a network placed only at country level
 	// what it is (a Tor exit relay).

@@ -61,12 +61,14 @@ const (
 	DefaultUsers       = 200
 	DefaultRate        = 20.0
 	DefaultAttackEvery = 20 * time.Second
+	// MinAttackEvery bounds Config.AttackEvery.
+	MinAttackEvery = time.Second
 	// MaxRate bounds Config.Rate.
 	MaxRate = 10_000.0
+	// MaxUsers bounds Config.Users. The homes have distinct addresses
+	// for more (IPv6 ones hold 65,280 users each).
+	MaxUsers = 100_000
 )
-
-// MaxUsers is the most users the simulator can give distinct addresses.
-var MaxUsers = maxUsers()
 
 // Config configures a Simulator. Zero values take the defaults.
 type Config struct {
@@ -127,7 +129,6 @@ type Simulator struct {
 
 	running atomic.Bool
 	pool    *pool
-	seq     atomic.Uint64 // attacker address and account numbers
 	fatal   atomic.Pointer[error]
 	cancel  context.CancelFunc
 
@@ -161,8 +162,8 @@ func New(cfg Config) (*Simulator, error) {
 	if cfg.AttackEvery == 0 {
 		cfg.AttackEvery = DefaultAttackEvery
 	}
-	if cfg.AttackEvery < 0 {
-		return nil, fmt.Errorf("simulate: Config.AttackEvery: must not be negative, got %s", cfg.AttackEvery)
+	if cfg.AttackEvery < MinAttackEvery {
+		return nil, fmt.Errorf("simulate: Config.AttackEvery: must be at least %s, got %s", MinAttackEvery, cfg.AttackEvery)
 	}
 	attacks := allAttacks
 	if cfg.Attacks != nil {

@@ -637,6 +637,7 @@ func TestNew(t *testing.T) {
 		{simulate.Config{Client: c, Rate: math.Inf(1)}, "Rate"},
 		{simulate.Config{Client: c, Rate: simulate.MaxRate * 2}, "Rate"},
 		{simulate.Config{Client: c, AttackEvery: -time.Second}, "AttackEvery"},
+		{simulate.Config{Client: c, AttackEvery: time.Millisecond}, "AttackEvery"},
 		{simulate.Config{Client: c, Attacks: []string{simulate.AttackBurst, "ddos"}}, "Attacks"},
 	}
 	for _, tc := range cases {
@@ -673,7 +674,7 @@ func TestUsers(t *testing.T) {
 		t.Errorf("seed 5 gave %d users, then different ones", len(a))
 	}
 	// Enough users to fill the IPv4 homes and spill into IPv6.
-	for _, users := range [][]simulate.User{a, mk(9, 3000)} {
+	for _, users := range [][]simulate.User{a, mk(9, 3000), mk(1, simulate.MaxUsers)} {
 		ips, ids, agents := map[netip.Addr]bool{}, map[string]bool{}, map[string]bool{}
 		v6 := 0
 		for _, u := range users {

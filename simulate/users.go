@@ -213,17 +213,6 @@ func makeUsers(n int, r *rand.Rand) []*user {
 	return users
 }
 
-// maxUsers is the most users the homes hold.
-func maxUsers() int {
-	n := 0
-	for _, p := range places {
-		if p.weight > 0 {
-			n += p.userCapacity()
-		}
-	}
-	return n
-}
-
 // pool holds the users nobody is acting for, by when they act next.
 type pool struct {
 	mu   sync.Mutex

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/sessionmon/sessionmon/internal/buildinfo"
 )
 
 // FlagSet is a flag.FlagSet with environment fallbacks: each flag takes its
@@ -17,9 +19,14 @@ import (
 // over both.
 type FlagSet struct {
 	*flag.FlagSet
-	getenv func(string) string
-	env    map[string]string // flag name -> variable
+	getenv  func(string) string
+	env     map[string]string // flag name -> variable
+	version *bool             // -version, when declared
 }
+
+// ErrVersion is Parse's answer to -version, once the version is printed:
+// the program exits without error.
+var ErrVersion = errors.New("version requested")
 
 // New returns a flag set for a command; getenv is os.Getenv outside tests.
 func New(name string, getenv func(string) string, out io.Writer) *FlagSet {
@@ -57,6 +64,14 @@ func (f *FlagSet) Bool(p *bool, name, env string, def bool, usage string) {
 	f.BoolVar(p, name, def, usage+f.bind(name, env))
 }
 
+// Version declares -version, which prints the program's name and build
+// (version, VCS revision, Go version) to the flag set's output; Parse then
+// returns ErrVersion.
+func (f *FlagSet) Version() {
+	f.version = new(bool)
+	f.BoolVar(f.version, "version", false, "print the version and exit")
+}
+
 // Parse applies the environment, then the arguments. An error names the
 // variable or flag with the bad value.
 func (f *FlagSet) Parse(args []string) error {
@@ -75,7 +90,14 @@ func (f *FlagSet) Parse(args []string) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	return f.FlagSet.Parse(args)
+	if err := f.FlagSet.Parse(args); err != nil {
+		return err
+	}
+	if f.version != nil && *f.version {
+		fmt.Fprintln(f.Output(), f.Name(), buildinfo.Get())
+		return ErrVersion
+	}
+	return nil
 }
 
 func lookup(getenv func(string) string, name string) (string, bool) {

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bytes"
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -47,6 +49,23 @@ func TestLogger(t *testing.T) {
 		}
 	}
 	if _, err := Logger(io.Discard, "debug", "text"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out bytes.Buffer
+	fs := New("app", func(string) string { return "" }, &out)
+	fs.Version()
+	if err := fs.Parse([]string{"-version"}); !errors.Is(err, ErrVersion) {
+		t.Fatalf("got %v", err)
+	}
+	if !strings.HasPrefix(out.String(), "app ") || !strings.Contains(out.String(), "(revision ") {
+		t.Fatalf("printed %q", out.String())
+	}
+	fs = New("app", func(string) string { return "" }, io.Discard)
+	fs.Version()
+	if err := fs.Parse(nil); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -31,9 +31,9 @@ func start(t *testing.T, dir string, args ...string) (Started, func() error) {
 		"-auditor-listen", "127.0.0.1:0", "-console-listen", "127.0.0.1:0", "-log-level", "info"}, args...)
 	got := make(chan Started, 1)
 	done := make(chan error, 1)
-	var stdout strings.Builder
+	var stdout testenv.LogBuffer
 	go func() {
-		done <- Run(ctx, args, func(string) string { return "" }, &syncWriter{w: &stdout}, log, func(s Started) { got <- s })
+		done <- Run(ctx, args, func(string) string { return "" }, &stdout, log, func(s Started) { got <- s })
 	}()
 	var st Started
 	select {
@@ -324,15 +324,4 @@ func tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.w.Write(p)
 }

@@ -45,6 +45,11 @@ func start(t *testing.T, dir string, args ...string) (Started, func() error) {
 		cancel()
 		t.Fatalf("the pipeline did not start in 2 minutes\n%s", log)
 	}
+	for _, want := range []string{st.ConsoleURL, "reviewer       " + st.Reviewer, "password       " + st.Password} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("the banner lacks %q:\n%s", want, stdout.String())
+		}
+	}
 	var once sync.Once
 	var runErr error
 	stop := func() error {

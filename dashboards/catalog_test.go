@@ -22,6 +22,7 @@ import (
 	"github.com/sessionmon/sessionmon/detector"
 	"github.com/sessionmon/sessionmon/eventbus"
 	"github.com/sessionmon/sessionmon/httpapi"
+	"github.com/sessionmon/sessionmon/internal/buildinfo"
 	"github.com/sessionmon/sessionmon/internal/testenv"
 	"github.com/sessionmon/sessionmon/memstore"
 	"github.com/sessionmon/sessionmon/redisstore"
@@ -56,9 +57,11 @@ type service struct {
 }
 
 // programCollectors are what every program registers besides its own:
-// Go runtime and process metrics, and its /metrics handler's errors.
+// Go runtime and process metrics, its build (sessionmon_build_info), and
+// its /metrics handler's errors.
 func programCollectors(reg *recorder) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	buildinfo.Register(reg)
 	promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 }
 

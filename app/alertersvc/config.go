@@ -24,7 +24,7 @@ import (
 // configuration file.
 type Config struct {
 	Listen          string
-	NATSURL         string
+	NATS            eventbus.ConnConfig
 	ConfigFile      string
 	SessionsvcURL   string
 	SessionsvcKey   string
@@ -60,7 +60,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	c := &Config{}
 	fs := cli.New("alerter", getenv, out)
 	fs.String(&c.Listen, "listen", "ALERTER_LISTEN", "127.0.0.1:8090", "HTTP listen address of the console, /metrics, /healthz and /readyz")
-	fs.String(&c.NATSURL, "nats-url", "NATS_URL", "nats://127.0.0.1:4222", "NATS URL")
+	c.NATS.RegisterFlags(fs)
 	fs.String(&c.ConfigFile, "config", "ALERTER_CONFIG", "", "YAML file of reviewers, notifiers, routes and retries (required)")
 	fs.String(&c.SessionsvcURL, "sessionsvc-url", "SESSIONSVC_URL", "http://127.0.0.1:8080", "session service URL")
 	fs.String(&c.SessionsvcKey, "sessionsvc-api-key", "ALERTER_SESSIONSVC_API_KEY", "", "an admin API key secret of the session service (required; prefer the variable)")
@@ -79,6 +79,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	fs.Duration(&c.ShutdownTimeout, "shutdown-timeout", "ALERTER_SHUTDOWN_TIMEOUT", 20*time.Second, "time to drain requests on SIGTERM")
 	fs.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	fs.String(&c.LogFormat, "log-format", "LOG_FORMAT", "json", "json or text")
+	fs.Version()
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -90,8 +91,8 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen", err)
 	}
-	if c.NATSURL == "" {
-		bad("nats-url", errors.New("required"))
+	if err := c.NATS.Check(); err != nil {
+		errs = append(errs, err)
 	}
 	if u, err := url.Parse(c.SessionsvcURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("sessionsvc-url", errors.New("want http(s)://host:port"))

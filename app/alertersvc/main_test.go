@@ -307,6 +307,9 @@ func TestAlertToNotificationAndMetrics(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+	if !strings.Contains(body, `sessionmon_build_info{go_version="go`) {
+		t.Error("metrics lack sessionmon_build_info")
+	}
 	code, ready := get(t, st.url+"/readyz")
 	if code != 200 || !strings.Contains(ready, `"incidents":"loaded"`) || !strings.Contains(ready, `"sessionsvc":"ok"`) {
 		t.Fatalf("readyz %d %s", code, ready)
@@ -345,6 +348,8 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{[]string{"-tls-cert", "x.pem"}, nil, []string{"ALERTER_TLS_CERT (-tls-cert): give both"}},
 		{[]string{"-sessionsvc-url", "ftp://x"}, nil, []string{"SESSIONSVC_URL (-sessionsvc-url): want http(s)://host:port"}},
 		{[]string{"-retention", "-1h"}, nil, []string{"ALERTER_RETENTION (-retention): must be positive"}},
+		{[]string{"-nats-url", ""}, map[string]string{"NATS_TLS_CERT": "a.crt", "NATS_TLS_KEY": "/nonexistent/a.key"}, []string{
+			"NATS_URL (-nats-url): required", "NATS_TLS_KEY (-nats-tls-key): stat /nonexistent/a.key"}},
 	}
 	for _, c := range cases {
 		_, err := ParseConfig(c.args, func(k string) string { return c.env[k] }, io.Discard)
@@ -357,6 +362,15 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 				t.Errorf("%v %v:\n got %v\n want it to contain %q", c.args, c.env, err, w)
 			}
 		}
+	}
+}
+
+// -version prints the build and exits without error, whatever else is
+// missing.
+func TestVersionFlag(t *testing.T) {
+	var out bytes.Buffer
+	if err := Run(context.Background(), []string{"-version"}, func(string) string { return "" }, io.Discard, &out); err != nil || !strings.HasPrefix(out.String(), "alerter ") {
+		t.Fatalf("-version: %v %q", err, out.String())
 	}
 }
 

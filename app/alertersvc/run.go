@@ -32,6 +32,7 @@ import (
 	"github.com/sessionmon/sessionmon/console"
 	"github.com/sessionmon/sessionmon/eventbus"
 	"github.com/sessionmon/sessionmon/events"
+	"github.com/sessionmon/sessionmon/internal/buildinfo"
 	"github.com/sessionmon/sessionmon/internal/cli"
 )
 
@@ -40,6 +41,9 @@ import (
 // next start).
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := ParseConfig(args, getenv, stderr)
+	if errors.Is(err, cli.ErrVersion) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -105,6 +109,7 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer, hk hooks) error {
 	log = log.With("service", "alerter")
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	buildinfo.Register(reg)
 	am := alerter.NewMetrics(reg)
 	cm := console.NewMetrics(reg)
 
@@ -129,7 +134,7 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer, hk hooks) error {
 
 	// NATS may be down at start: the process serves /healthz at once and
 	// is ready once it has its streams, bucket and consumer.
-	nc, err := eventbus.Connect(cfg.NATSURL, "alerter", log)
+	nc, err := eventbus.Connect(cfg.NATS, "alerter", log)
 	if err != nil {
 		return err
 	}
@@ -200,8 +205,8 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer, hk hooks) error {
 	if err != nil {
 		return fmt.Errorf("ALERTER_LISTEN: %w", err)
 	}
-	log.Info("alerter listening", "addr", ln.Addr().String(), "tls", cfg.tls != nil, "reviewers", len(cfg.file.Reviewers),
-		"notifiers", len(cfg.file.Notifiers))
+	log.Info("alerter listening", append([]any{"addr", ln.Addr().String(), "tls", cfg.tls != nil, "reviewers", len(cfg.file.Reviewers),
+		"notifiers", len(cfg.file.Notifiers)}, buildinfo.LogAttrs()...)...)
 	if hk.listening != nil {
 		hk.listening(ln.Addr().String())
 	}

@@ -265,6 +265,9 @@ func TestConfigErrors(t *testing.T) {
 		{[]string{"check-endings"}, map[string]string{"SESSIONSVC_ABSOLUTE_TIMEOUT": "0s"}, []string{"SESSIONSVC_ABSOLUTE_TIMEOUT (-absolute-timeout): must be positive"}},
 		{[]string{"events"}, nil, []string{"-from: required"}},
 		{[]string{"migrate", "-retention-months", "2000"}, nil, []string{"AUDITOR_RETENTION_MONTHS (-retention-months): must be 0 (forever) to 1200, got 2000"}},
+		{nil, map[string]string{"NATS_TLS_CA": keyFile, "NATS_URL": "nats://auditor:hunter2@nats:4222", "NATS_CREDS": keyFile}, []string{
+			"NATS_TLS_CA (-nats-tls-ca): " + keyFile + " holds no PEM certificate",
+			"NATS_URL (-nats-url): a user or token in the URL, and NATS_CREDS (-nats-creds) or NATS_NKEY_SEED (-nats-nkey-seed): give one way to authenticate"}},
 	}
 	for _, c := range cases {
 		err := Run(context.Background(), c.args, func(k string) string { return c.env[k] }, io.Discard, io.Discard)
@@ -285,6 +288,11 @@ func TestConfigErrors(t *testing.T) {
 	var out bytes.Buffer
 	if err := Run(context.Background(), []string{"export", "-h"}, func(string) string { return "" }, io.Discard, &out); err != nil || !strings.Contains(out.String(), "-user") {
 		t.Fatalf("-h: %v %s", err, out.String())
+	}
+	// Nor is -version, which prints the build.
+	out.Reset()
+	if err := Run(context.Background(), []string{"-version"}, func(string) string { return "" }, io.Discard, &out); err != nil || !strings.HasPrefix(out.String(), "auditor serve ") {
+		t.Fatalf("-version: %v %q", err, out.String())
 	}
 }
 
@@ -341,6 +349,7 @@ func TestServe(t *testing.T) {
 		`sessionmon_audit_consumer_ack_pending{stream="ALERTS"}`,
 		`sessionmon_consumer_pending_messages{consumer="auditor-sessions",stream="SESSIONS"} 0`,
 		"go_goroutines",
+		`sessionmon_build_info{go_version="go`,
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %s", want)

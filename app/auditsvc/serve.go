@@ -24,6 +24,7 @@ import (
 	"github.com/sessionmon/sessionmon/eventbus"
 	"github.com/sessionmon/sessionmon/events"
 	"github.com/sessionmon/sessionmon/geo"
+	"github.com/sessionmon/sessionmon/internal/buildinfo"
 	"github.com/sessionmon/sessionmon/internal/cli"
 	"github.com/sessionmon/sessionmon/internal/httpserve"
 )
@@ -33,7 +34,7 @@ import (
 type ServeConfig struct {
 	common
 	Listen          string
-	NATSURL         string
+	NATS            eventbus.ConnConfig
 	ConsumerPrefix  string
 	BatchSize       int
 	BatchInterval   time.Duration
@@ -62,7 +63,7 @@ func ParseServeConfig(args []string, getenv func(string) string, out io.Writer) 
 	fs := cli.New("auditor serve", getenv, out)
 	c.common.register(fs)
 	fs.String(&c.Listen, "listen", "AUDITOR_LISTEN", "127.0.0.1:8082", "HTTP listen address of /metrics, /healthz and /readyz")
-	fs.String(&c.NATSURL, "nats-url", "NATS_URL", "nats://127.0.0.1:4222", "NATS URL")
+	c.NATS.RegisterFlags(fs)
 	fs.String(&c.ConsumerPrefix, "consumer", "AUDITOR_CONSUMER", "auditor", "durable consumers are <consumer>-sessions and <consumer>-alerts")
 	fs.Int(&c.BatchSize, "batch-size", "AUDITOR_BATCH_SIZE", 10000, "rows per insert, at most")
 	fs.Duration(&c.BatchInterval, "batch-interval", "AUDITOR_BATCH_INTERVAL", time.Second, "longest wait before a batch that is not full is written")
@@ -79,6 +80,7 @@ func ParseServeConfig(args []string, getenv func(string) string, out io.Writer) 
 	fs.Int(&c.StreamReplicas, "stream-replicas", "STREAM_REPLICAS", 1, "replicas of the streams the auditor creates when they are missing")
 	fs.Duration(&c.PendingInterval, "pending-interval", "AUDITOR_PENDING_INTERVAL", 5*time.Second, "how often the consumers' lag is read for the metrics")
 	fs.Duration(&c.ShutdownTimeout, "shutdown-timeout", "AUDITOR_SHUTDOWN_TIMEOUT", 15*time.Second, "time to write what is held on SIGTERM")
+	fs.Version()
 	if err := parse(fs, args); err != nil {
 		return nil, err
 	}
@@ -88,8 +90,8 @@ func ParseServeConfig(args []string, getenv func(string) string, out io.Writer) 
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen", err)
 	}
-	if c.NATSURL == "" {
-		bad("nats-url", errors.New("required"))
+	if err := c.NATS.Check(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.ConsumerPrefix == "" || strings.ContainsAny(c.ConsumerPrefix, ".*> \t") {
 		bad("consumer", fmt.Errorf("%q: want a name without spaces, dots or wildcards", c.ConsumerPrefix))
@@ -223,6 +225,9 @@ func (s clickhouseSink) Prepare(ctx context.Context) error {
 // serve is `auditor serve`.
 func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	cfg, err := ParseServeConfig(args, getenv, stderr)
+	if errors.Is(err, cli.ErrVersion) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -237,6 +242,7 @@ func Serve(ctx context.Context, cfg *ServeConfig, stderr io.Writer, o Options) e
 	log := cfg.logger(stderr)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	buildinfo.Register(reg)
 
 	// The sink: ClickHouse, with what is kept of addresses, unless the
 	// caller gave one.
@@ -285,7 +291,7 @@ func Serve(ctx context.Context, cfg *ServeConfig, stderr io.Writer, o Options) e
 	}
 	auditMetrics := eventbus.NewAuditMetrics(reg)
 
-	nc, err := eventbus.Connect(cfg.NATSURL, "auditor", log)
+	nc, err := eventbus.Connect(cfg.NATS, "auditor", log)
 	if err != nil {
 		return err
 	}
@@ -348,7 +354,7 @@ func Serve(ctx context.Context, cfg *ServeConfig, stderr io.Writer, o Options) e
 		return fmt.Errorf("AUDITOR_LISTEN: %w", err)
 	}
 	log.Info("auditor started", append([]any{"addr", ln.Addr().String(), "batch_size", cfg.BatchSize,
-		"batch_interval", cfg.BatchInterval}, startAttrs...)...)
+		"batch_interval", cfg.BatchInterval}, append(startAttrs, buildinfo.LogAttrs()...)...)...)
 	if o.Listening != nil {
 		o.Listening(ln.Addr().String())
 	}

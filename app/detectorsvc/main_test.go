@@ -69,6 +69,8 @@ func TestReplayErrors(t *testing.T) {
 		{map[string]string{"DETECTOR_LISTEN": "nowhere"}, nil, "DETECTOR_LISTEN"},
 		{map[string]string{"DETECTOR_WARMUP": "-1m"}, nil, "DETECTOR_WARMUP (-warmup): must not be negative"},
 		{nil, []string{"extra"}, `unexpected argument "extra"`},
+		{map[string]string{"NATS_TLS_KEY": "client.key"}, nil, "NATS_TLS_KEY (-nats-tls-key): give both the client certificate and its key (NATS_TLS_CERT (-nats-tls-cert)), or neither"},
+		{map[string]string{"NATS_NKEY_SEED": "/nonexistent/detector.nk"}, nil, "NATS_NKEY_SEED (-nats-nkey-seed): "},
 	}
 	for _, c := range runCases {
 		_, err := parseRunConfig(c.args, func(k string) string { return c.env[k] }, io.Discard)
@@ -85,6 +87,52 @@ func TestReplayErrors(t *testing.T) {
 	}
 	if !strings.Contains(errOut.String(), "warning: no GeoIP city database") {
 		t.Fatalf("no warning: %s", errOut.String())
+	}
+	errOut.Reset()
+	if err := Run(context.Background(), []string{"run", "-version"}, none, nil, io.Discard, &errOut); err != nil || !strings.HasPrefix(errOut.String(), "detector run ") {
+		t.Fatalf("-version: %v %q", err, errOut.String())
+	}
+}
+
+// The detector connects to a NATS server requiring a user and password
+// with them in NATS_URL, never logging the password, logs its version at
+// start and exports sessionmon_build_info.
+func TestNATSPasswordAndBuildInfo(t *testing.T) {
+	const user, password = "detector", "detector-nats-pa55word"
+	opts := testenv.NATSOptions(t.TempDir())
+	opts.Username, opts.Password = user, password
+	ns := testenv.StartNATS(t, opts)
+	natsURL := "nats://" + user + ":" + password + "@" + strings.TrimPrefix(ns.ClientURL(), "nats://")
+	cfg, err := parseRunConfig([]string{"-listen", "127.0.0.1:0", "-warmup", "0s"}, func(k string) string { return map[string]string{"NATS_URL": natsURL}[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &testenv.LogBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, log, runHooks{listening: func(a string) { addr <- a }}) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("detector: %v", err)
+		}
+	})
+	var base string
+	select {
+	case a := <-addr:
+		base = "http://" + a
+	case err := <-done:
+		t.Fatalf("detector did not start: %v\n%s", err, log.String())
+	}
+	waitUntil(t, "the detector is ready", func() bool { return strings.Contains(get(t, base+"/readyz"), `"warmup":"done"`) })
+	if m := get(t, base+"/metrics"); !strings.Contains(m, `sessionmon_build_info{go_version="go`) {
+		t.Fatalf("metrics lack sessionmon_build_info:\n%s", m)
+	}
+	out := log.String()
+	if strings.Contains(out, password) || !strings.Contains(out, `"msg":"detector starting"`) || !strings.Contains(out, `"revision":`) ||
+		!strings.Contains(out, `"auth":"password"`) {
+		t.Fatalf("the log shows the password, or lacks the version or the connection:\n%s", out)
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/sessionmon/sessionmon/eventbus"
 	"github.com/sessionmon/sessionmon/events"
 	"github.com/sessionmon/sessionmon/geo"
+	"github.com/sessionmon/sessionmon/internal/buildinfo"
 	"github.com/sessionmon/sessionmon/internal/cli"
 	"github.com/sessionmon/sessionmon/internal/httpserve"
 )
@@ -31,7 +32,7 @@ import (
 // runConfig is the configuration of `detector run`.
 type runConfig struct {
 	Listen        string
-	NATSURL       string
+	NATS          eventbus.ConnConfig
 	SessionsvcURL string
 	APIKey        string
 	RulesFile     string
@@ -51,7 +52,7 @@ func parseRunConfig(args []string, getenv func(string) string, out io.Writer) (*
 	c := &runConfig{}
 	fs := cli.New("detector run", getenv, out)
 	fs.String(&c.Listen, "listen", "DETECTOR_LISTEN", "127.0.0.1:8081", "HTTP listen address of /metrics, /healthz and /readyz")
-	fs.String(&c.NATSURL, "nats-url", "NATS_URL", "nats://127.0.0.1:4222", "NATS URL")
+	c.NATS.RegisterFlags(fs)
 	fs.String(&c.SessionsvcURL, "sessionsvc-url", "SESSIONSVC_URL", "", "session service base URL for enforcement (enforcement is off without one)")
 	fs.String(&c.APIKey, "sessionsvc-api-key", "SESSIONSVC_API_KEY", "", "admin API key of the session service")
 	fs.String(&c.RulesFile, "rules", "RULES_FILE", "", "rules file (the built-in rules without one); reloaded on SIGHUP")
@@ -65,6 +66,7 @@ func parseRunConfig(args []string, getenv func(string) string, out io.Writer) (*
 	fs.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	fs.String(&c.LogFormat, "log-format", "LOG_FORMAT", "json", "json or text")
 	c.geo.register(fs)
+	fs.Version()
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -76,8 +78,8 @@ func parseRunConfig(args []string, getenv func(string) string, out io.Writer) (*
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen", err)
 	}
-	if c.NATSURL == "" {
-		bad("nats-url", errors.New("required"))
+	if err := c.NATS.Check(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.SessionsvcURL != "" && c.APIKey == "" {
 		bad("sessionsvc-api-key", errors.New("required with "+fs.Setting("sessionsvc-url")))
@@ -110,6 +112,9 @@ type runHooks struct {
 // SIGHUP.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	cfg, err := parseRunConfig(args, getenv, stderr)
+	if errors.Is(err, cli.ErrVersion) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -140,6 +145,7 @@ func serve(ctx context.Context, cfg *runConfig, stderr io.Writer, hooks runHooks
 		return err
 	}
 	log = log.With("service", "detector", "group", cfg.Group, "groups", cfg.Groups)
+	log.Info("detector starting", buildinfo.LogAttrs()...)
 	set, err := loadRules(cfg.RulesFile)
 	if err != nil {
 		return err
@@ -152,10 +158,11 @@ func serve(ctx context.Context, cfg *runConfig, stderr io.Writer, hooks runHooks
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	buildinfo.Register(reg)
 	metrics := detector.NewMetrics(reg)
 	metrics.Reloaded(true, set.Version())
 
-	nc, err := eventbus.Connect(cfg.NATSURL, fmt.Sprintf("detector-%d-of-%d", cfg.Group, cfg.Groups), log)
+	nc, err := eventbus.Connect(cfg.NATS, fmt.Sprintf("detector-%d-of-%d", cfg.Group, cfg.Groups), log)
 	if err != nil {
 		return err
 	}

@@ -21,7 +21,7 @@ type Config struct {
 	Listen          string
 	Store           string // redis or memory
 	RedisURL        string
-	NATSURL         string
+	NATS            eventbus.ConnConfig
 	APIKeys         string
 	APIKeysFile     string
 	KeyPrefix       string
@@ -45,7 +45,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	fs.String(&c.Listen, "listen", "SESSIONSVC_LISTEN", "127.0.0.1:8080", "HTTP listen address")
 	fs.String(&c.Store, "store", "SESSIONSVC_STORE", "redis", "session store: redis, or memory (one process, nothing survives a restart: demos and tests)")
 	fs.String(&c.RedisURL, "redis-url", "REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL")
-	fs.String(&c.NATSURL, "nats-url", "NATS_URL", "nats://127.0.0.1:4222", "NATS URL")
+	c.NATS.RegisterFlags(fs)
 	fs.String(&c.APIKeys, "api-keys", "SESSIONSVC_API_KEYS", "", "API keys, comma-separated name:role:secret (role app or admin)")
 	fs.String(&c.APIKeysFile, "api-keys-file", "SESSIONSVC_API_KEYS_FILE", "", "file of API keys, one name:role:secret a line")
 	fs.String(&c.KeyPrefix, "redis-key-prefix", "SESSIONSVC_REDIS_KEY_PREFIX", "sm", "prefix of every Redis key")
@@ -60,6 +60,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	fs.String(&c.DebugAddr, "debug-addr", "SESSIONSVC_DEBUG_ADDR", "", "address of a pprof listener (off when empty; keep it private)")
 	fs.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	fs.String(&c.LogFormat, "log-format", "LOG_FORMAT", "json", "json or text")
+	fs.Version()
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -78,8 +79,8 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	if c.redis, err = redis.ParseURL(c.RedisURL); err != nil {
 		bad("redis-url", err)
 	}
-	if c.NATSURL == "" {
-		bad("nats-url", errors.New("required"))
+	if err := c.NATS.Check(); err != nil {
+		errs = append(errs, err)
 	}
 	c.Policy.LimitMode = sessions.LimitMode(c.LimitMode)
 	if err := c.Policy.Validate(); err != nil {

@@ -211,7 +211,8 @@ func TestEndToEnd(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, m := range []string{"sessionmon_sessions_created_total 1", `sessionmon_sessions_validations_total{result="session_revoked"} 1`,
-		"sessionmon_outbox_depth", "sessionmon_sessions_active", "go_goroutines", "process_cpu_seconds_total"} {
+		"sessionmon_outbox_depth", "sessionmon_sessions_active", "go_goroutines", "process_cpu_seconds_total",
+		`sessionmon_build_info{go_version="go`} {
 		if !bytes.Contains(body, []byte(m)) {
 			t.Errorf("metrics lack %q", m)
 		}
@@ -330,12 +331,22 @@ func TestBadConfig(t *testing.T) {
 		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "LOG_FORMAT": "xml"}, nil, "log format"},
 		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "SESSIONSVC_REDIS_KEY_PREFIX": "a{b"}, nil, "must not contain"},
 		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "SESSIONSVC_STORE": "postgres"}, nil, `SESSIONSVC_STORE (-store): want redis or memory, got "postgres"`},
+		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "NATS_TLS_CERT": "client.crt"}, nil, "NATS_TLS_CERT (-nats-tls-cert): give both the client certificate and its key (NATS_TLS_KEY (-nats-tls-key)), or neither"},
+		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "NATS_TLS_CA": "/nonexistent/ca.crt"}, nil, "NATS_TLS_CA (-nats-tls-ca): open /nonexistent/ca.crt"},
+		{map[string]string{"SESSIONSVC_API_KEYS": appKey}, []string{"-nats-creds", "/nonexistent/sessionsvc.creds"}, "NATS_CREDS (-nats-creds): "},
+		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "NATS_URL": "http://nats:4222"}, nil, `NATS_URL (-nats-url): scheme "http"`},
 	}
 	for _, c := range cases {
 		err := Run(context.Background(), c.args, func(k string) string { return c.env[k] }, io.Discard, nil)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("env %v args %v: got %v, want error containing %q", c.env, c.args, err, c.want)
 		}
+	}
+	// -version prints the build and exits without error, before checking
+	// the rest.
+	var out bytes.Buffer
+	if err := Run(context.Background(), []string{"-version"}, func(string) string { return "" }, &out, nil); err != nil || !strings.HasPrefix(out.String(), "sessionsvc ") {
+		t.Fatalf("-version: %v %q", err, out.String())
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/sessionmon/sessionmon/eventbus"
 	"github.com/sessionmon/sessionmon/events"
 	"github.com/sessionmon/sessionmon/httpapi"
+	"github.com/sessionmon/sessionmon/internal/buildinfo"
 	"github.com/sessionmon/sessionmon/internal/cli"
 	"github.com/sessionmon/sessionmon/memstore"
 	"github.com/sessionmon/sessionmon/redisstore"
@@ -34,6 +35,9 @@ import (
 // flushes the outbox. listening, when not nil, is told the bound address.
 func Run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, listening func(addr string)) error {
 	cfg, err := ParseConfig(args, getenv, stderr)
+	if errors.Is(err, cli.ErrVersion) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -44,6 +48,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	log = log.With("service", "sessionsvc")
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	buildinfo.Register(reg)
 
 	var (
 		store sessions.Store
@@ -99,7 +104,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	// retried batch it belongs behind. What reaches the server is then a
 	// prefix of each batch, and the relay's retry (de-duplicated on the
 	// event ID) completes it in order.
-	nc, err := eventbus.Connect(cfg.NATSURL, "sessionsvc", log, nats.ReconnectBufSize(-1))
+	nc, err := eventbus.Connect(cfg.NATS, "sessionsvc", log, nats.ReconnectBufSize(-1))
 	if err != nil {
 		return err
 	}
@@ -138,8 +143,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return fmt.Errorf("SESSIONSVC_LISTEN: %w", err)
 	}
-	log.Info("sessionsvc listening", "addr", ln.Addr().String(), "idle_timeout", cfg.Policy.IdleTimeout,
-		"absolute_timeout", cfg.Policy.AbsoluteTimeout, "max_sessions", cfg.Policy.MaxSessions)
+	log.Info("sessionsvc listening", append([]any{"addr", ln.Addr().String(), "idle_timeout", cfg.Policy.IdleTimeout,
+		"absolute_timeout", cfg.Policy.AbsoluteTimeout, "max_sessions", cfg.Policy.MaxSessions}, buildinfo.LogAttrs()...)...)
 	if listening != nil {
 		listening(ln.Addr().String())
 	}

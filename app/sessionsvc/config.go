@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -19,6 +20,7 @@ import (
 // Config is the service's configuration, from flags and environment.
 type Config struct {
 	Listen          string
+	MetricsListen   string
 	Store           string // redis or memory
 	RedisURL        string
 	NATS            eventbus.ConnConfig
@@ -43,6 +45,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	c := &Config{Policy: sessions.DefaultPolicy(), Stream: eventbus.DefaultStreamOptions()}
 	fs := cli.New("sessionsvc", getenv, out)
 	fs.String(&c.Listen, "listen", "SESSIONSVC_LISTEN", "127.0.0.1:8080", "HTTP listen address")
+	fs.String(&c.MetricsListen, "metrics-listen", "SESSIONSVC_METRICS_LISTEN", "", "listen address of /metrics on its own (empty: /metrics on the API listener)")
 	fs.String(&c.Store, "store", "SESSIONSVC_STORE", "redis", "session store: redis, or memory (one process, nothing survives a restart: demos and tests)")
 	fs.String(&c.RedisURL, "redis-url", "REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL")
 	c.NATS.RegisterFlags(fs)
@@ -71,6 +74,13 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	bad := func(flag string, err error) { errs = append(errs, fmt.Errorf("%s: %w", fs.Setting(flag), err)) }
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen", err)
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			bad("metrics-listen", err)
+		} else if c.MetricsListen == c.Listen && !strings.HasSuffix(c.Listen, ":0") {
+			bad("metrics-listen", fmt.Errorf("the API listens on %s: give another address, or none", c.Listen))
+		}
 	}
 	var err error
 	if c.Store != "redis" && c.Store != "memory" {

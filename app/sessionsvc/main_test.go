@@ -335,6 +335,8 @@ func TestBadConfig(t *testing.T) {
 		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "NATS_TLS_CA": "/nonexistent/ca.crt"}, nil, "NATS_TLS_CA (-nats-tls-ca): open /nonexistent/ca.crt"},
 		{map[string]string{"SESSIONSVC_API_KEYS": appKey}, []string{"-nats-creds", "/nonexistent/sessionsvc.creds"}, "NATS_CREDS (-nats-creds): "},
 		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "NATS_URL": "http://nats:4222"}, nil, `NATS_URL (-nats-url): scheme "http"`},
+		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "SESSIONSVC_METRICS_LISTEN": "nohost"}, nil, "SESSIONSVC_METRICS_LISTEN (-metrics-listen)"},
+		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "SESSIONSVC_METRICS_LISTEN": "127.0.0.1:8080"}, nil, "SESSIONSVC_METRICS_LISTEN (-metrics-listen): the API listens on 127.0.0.1:8080"},
 	}
 	for _, c := range cases {
 		err := Run(context.Background(), c.args, func(k string) string { return c.env[k] }, io.Discard, nil)
@@ -347,6 +349,48 @@ func TestBadConfig(t *testing.T) {
 	var out bytes.Buffer
 	if err := Run(context.Background(), []string{"-version"}, func(string) string { return "" }, &out, nil); err != nil || !strings.HasPrefix(out.String(), "sessionsvc ") {
 		t.Fatalf("-version: %v %q", err, out.String())
+	}
+}
+
+// -metrics-listen serves /metrics on a listener of its own, and the API
+// listener no longer does.
+func TestMetricsListener(t *testing.T) {
+	ns, _ := testenv.NATS(t)
+	s := start(t, ns.ClientURL(), "unused", "-store", "memory", "-metrics-listen", "127.0.0.1:0")
+	s.login(t, "alice")
+	var addr string
+	for line := range strings.SplitSeq(s.log.String(), "\n") {
+		var l struct{ Msg, Addr string }
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "metrics listening" {
+			addr = l.Addr
+		}
+	}
+	if addr == "" {
+		t.Fatalf("no metrics listener logged:\n%s", s.log.String())
+	}
+	get := func(url string) (int, string) {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := get("http://" + addr + "/metrics")
+	for _, m := range []string{"sessionmon_sessions_created_total 1", "sessionmon_build_info{", "sessionmon_http_requests_total"} {
+		if code != 200 || !strings.Contains(body, m) {
+			t.Errorf("metrics listener: %d, lacks %q", code, m)
+		}
+	}
+	if code, _ := get(s.url + "/metrics"); code != http.StatusNotFound {
+		t.Errorf("the API listener answers /metrics with %d, want 404", code)
+	}
+	if code, _ := get("http://" + addr + "/v1/sessions"); code != http.StatusNotFound && code != http.StatusMethodNotAllowed {
+		t.Errorf("the metrics listener answers the API: %d", code)
+	}
+	if code, out := s.call(t, "GET", "/readyz", "", nil); code != 200 {
+		t.Errorf("readyz on the API listener: %d %v", code, out)
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/sessionmon/sessionmon/httpapi"
 	"github.com/sessionmon/sessionmon/internal/buildinfo"
 	"github.com/sessionmon/sessionmon/internal/cli"
+	"github.com/sessionmon/sessionmon/internal/httpserve"
 	"github.com/sessionmon/sessionmon/memstore"
 	"github.com/sessionmon/sessionmon/redisstore"
 	"github.com/sessionmon/sessionmon/sessions"
@@ -115,6 +116,13 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	newRelay(pub)
 
+	// /metrics is served on the API listener, or on a listener of its own
+	// (-metrics-listen) that the apps calling the API cannot reach.
+	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+	var apiMetrics http.Handler
+	if cfg.MetricsListen == "" {
+		apiMetrics = metricsHandler
+	}
 	handler := httpapi.Handler(httpapi.Config{
 		Service: svc,
 		Keys:    cfg.keys,
@@ -126,7 +134,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			}
 			return checks, err
 		},
-		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		MetricsHandler: apiMetrics,
 		Metrics:        httpapi.NewMetrics(reg),
 		Log:            log,
 	})
@@ -142,6 +150,14 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("SESSIONSVC_LISTEN: %w", err)
+	}
+	var metricsLn net.Listener
+	if cfg.MetricsListen != "" {
+		if metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			ln.Close()
+			return fmt.Errorf("SESSIONSVC_METRICS_LISTEN: %w", err)
+		}
+		log.Info("metrics listening", "addr", metricsLn.Addr().String())
 	}
 	log.Info("sessionsvc listening", append([]any{"addr", ln.Addr().String(), "idle_timeout", cfg.Policy.IdleTimeout,
 		"absolute_timeout", cfg.Policy.AbsoluteTimeout, "max_sessions", cfg.Policy.MaxSessions}, buildinfo.LogAttrs()...)...)
@@ -167,6 +183,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		ensureStream(relayCtx, pub, cfg.Stream, log)
 		return relay.Run(relayCtx)
 	})
+	if metricsLn != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metricsHandler)
+		msrv := httpserve.Server(mux, log)
+		g.Go(func() error { return httpserve.Run(gctx, msrv, metricsLn) })
+	}
 	if cfg.DebugAddr != "" {
 		dbg := &http.Server{Addr: cfg.DebugAddr, Handler: debugMux(), ReadHeaderTimeout: 5 * time.Second}
 		g.Go(func() error {

@@ -1,5 +1,6 @@
 // Package k8s holds sessionmon's Kubernetes manifests (a kustomize base,
-// a GeoIP component and a production overlay) and their tests: every
+// a GeoIP component, an opt-in NATS TLS component and a production
+// overlay) and their tests: every
 // object rendered by kustomize is decoded strictly into the Kubernetes API
 // types, the pods are checked for their security settings and probes, the
 // environment each container sets is checked against the variables its

@@ -176,10 +176,16 @@ func serve(ctx context.Context, cfg *runConfig, stderr io.Writer, hooks runHooks
 	opts := eventbus.DefaultStreamOptions()
 	opts.MaxAge, opts.Replicas = cfg.StreamMaxAge, cfg.Replicas
 	if err := ensureAlertStreams(sctx, js, opts); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return err
 	}
 	source, err := eventbus.OpenDetectorSource(sctx, js, cfg.Group, cfg.Groups, eventbus.SourceOptions{Log: log})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	lag := eventbus.NewLagCollector(js)

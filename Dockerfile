@@ -2,7 +2,7 @@
 #
 # One image per program, from one build of the module:
 #
-#   docker build --target sessionsvc -t ghcr.io/sessionmon/sessionsvc:0.1.0 .
+#   docker build --target sessionsvc --build-arg VERSION=0.1.0 -t ghcr.io/sessionmon/sessionsvc:0.1.0 .
 #   docker build --target detector   -t ghcr.io/sessionmon/detector:0.1.0 .
 #   docker build --target alerter    -t ghcr.io/sessionmon/alerter:0.1.0 .
 #   docker build --target auditor    -t ghcr.io/sessionmon/auditor:0.1.0 .
@@ -22,12 +22,16 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     go mod download
 COPY . .
 ARG TARGETOS TARGETARCH
+# The version sessionmon_build_info and -version report (docker build
+# --build-arg VERSION=v0.1.0); the VCS revision comes from .git when the
+# build context has it.
+ARG VERSION=dev
 # All four at once: they share most of their packages, and each target
 # below takes its own binary from this one stage.
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     GOOS=$TARGETOS GOARCH=$TARGETARCH \
-    go build -ldflags='-s -w -buildid=' -o /out/ \
+    go build -ldflags="-s -w -buildid= -X github.com/sessionmon/sessionmon/internal/buildinfo.version=${VERSION}" -o /out/ \
       ./cmd/sessionsvc ./cmd/detector ./cmd/alerter ./cmd/auditor
 
 FROM gcr.io/distroless/static-debian13:nonroot AS runtime

@@ -401,7 +401,13 @@ func Connect(c ConnConfig, name string, log *slog.Logger, opts ...nats.Option) (
 			fails.connected()
 			log.Info("nats connected", "url", RedactURL(nc.ConnectedUrl()))
 		}),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if err == nil && nc.IsClosed() {
+				log.Info("nats connection closed") // our own Close, at shutdown
+				return
+			}
+			log.Warn("nats disconnected", "err", err)
+		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			fails.connected()
 			log.Info("nats reconnected", "url", RedactURL(nc.ConnectedUrl()))

@@ -17,7 +17,7 @@ import (
 	"github.com/sessionmon/sessionmon/sessions/sessionstest"
 )
 
-func newStore(t *testing.T) (*redisstore.Store, *redis.Client, string) {
+func newStore(t testing.TB) (*redisstore.Store, *redis.Client, string) {
 	rdb := testenv.Redis(t)
 	prefix := testenv.Prefix(t, rdb)
 	st, err := redisstore.New(rdb, redisstore.Options{Prefix: prefix})

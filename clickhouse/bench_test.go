@@ -1,11 +1,16 @@
 package clickhouse
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
+	"runtime/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -62,7 +67,8 @@ func BenchmarkInsert(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("write/rows=%d", size), func(b *testing.B) {
 			stage()
-			c0 := cpuTime()
+			cpu := cpuMeter{chPID: clickHousePID()}
+			cpu.start()
 			n := 0
 			for b.Loop() {
 				n++
@@ -72,7 +78,9 @@ func BenchmarkInsert(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(size*b.N)/b.Elapsed().Seconds(), "rows/s")
-			b.ReportMetric(float64((cpuTime()-c0).Nanoseconds())/float64(size*b.N), "writer-cpu-ns/row")
+			// ClickHouse's CPU includes the merges of the parts inserted
+			// so far, not those still to come.
+			b.Logf("%s", cpu.report(b, uint64(size*b.N)))
 		})
 	}
 }
@@ -86,10 +94,51 @@ func closed(c <-chan struct{}) bool {
 	}
 }
 
+// cpuTime is this process's CPU time (the writer, the producer, and the
+// NATS server when it runs in process).
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// procCPU is the CPU time of another process, from /proc (0 if pid is 0
+// or gone).
+func procCPU(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name: state is field 3, utime 14, stime 15.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * (time.Second / 100) // USER_HZ
+}
+
+// clickHousePID finds the local ClickHouse of CLICKHOUSE_ADDR (the chlaunch
+// process of scripts/clickhouse.sh listening on its port), for its CPU
+// time; 0 when there is none (a remote server).
+func clickHousePID() int {
+	_, port, _ := net.SplitHostPort(testenv.ClickHouseAddr())
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if bytes.Contains(cmd, []byte("chlaunch")) && bytes.Contains(cmd, []byte("\x00-tcp-port\x00"+port+"\x00")) {
+			return pid
+		}
+	}
+	return 0
 }
 
 func envInt(name string, def int) int {
@@ -97,6 +146,61 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// cpuMeter measures the CPU of the benchmark's parts over a window: this
+// process (writer and producer, and NATS when in process), the NATS server
+// when it is a process of its own, ClickHouse when it is local.
+type cpuMeter struct {
+	natsPID, chPID int
+	self, nats, ch time.Duration
+}
+
+func (m *cpuMeter) start() { m.self, m.nats, m.ch = cpuTime(), procCPU(m.natsPID), procCPU(m.chPID) }
+
+// report adds the CPU per event of each part as metrics and returns a
+// description.
+func (m *cpuMeter) report(b *testing.B, events uint64) string {
+	self, nats, ch := cpuTime()-m.self, procCPU(m.natsPID)-m.nats, procCPU(m.chPID)-m.ch
+	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 / float64(max(events, 1)) }
+	b.ReportMetric(per(self), "proc-cpu-us/event")
+	s := fmt.Sprintf("CPU µs/event: this process %.2f", per(self))
+	if m.natsPID != 0 {
+		b.ReportMetric(per(nats), "nats-cpu-us/event")
+		s += fmt.Sprintf(", NATS server %.2f", per(nats))
+	} else {
+		s += " (NATS server in process)"
+	}
+	if m.chPID != 0 {
+		b.ReportMetric(per(ch), "ch-cpu-us/event")
+		s += fmt.Sprintf(", ClickHouse %.2f", per(ch))
+	}
+	return s
+}
+
+// profileWindow writes a CPU profile of the timed part alone to
+// AUDIT_BENCH_CPUPROFILE when it is set; the writer's and the producer's
+// goroutines carry the label role=writer or role=producer (go tool pprof
+// -tags), the NATS server's none.
+func profileWindow(b *testing.B) (stop func()) {
+	path := os.Getenv("AUDIT_BENCH_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() { pprof.StopCPUProfile(); _ = f.Close() }
+}
+
+// labelled runs fn with the pprof label role; goroutines it starts (the
+// NATS client's among them) inherit it.
+func labelled(role string, fn func()) {
+	pprof.Do(context.Background(), pprof.Labels("role", role), func(context.Context) { fn() })
 }
 
 // template is an encoded event whose ID and time are patched in place:
@@ -132,13 +236,16 @@ func (t template) fill(seq uint64, at time.Time) []byte {
 }
 
 // BenchmarkPipeline measures the audit writer end to end on this machine:
-// an in-process JetStream server (file storage), a producer publishing
-// access events at AUDIT_BENCH_RATE events/s (default 200,000) for
-// AUDIT_BENCH_SECONDS (default 20), the writer (one consumer, batches of
-// 10,000 or 1 s) and the test ClickHouse. It reports what was sustained
+// a JetStream server (file storage; in process, or AUDIT_BENCH_NATS_SERVER),
+// a producer publishing access events at AUDIT_BENCH_RATE events/s (default
+// 200,000) for AUDIT_BENCH_SECONDS (default 20) like the session service's
+// relay (async, the event ID as Nats-Msg-Id), the writer (one consumer,
+// batches of AUDIT_BENCH_BATCH, default the auditor's, or 1 s) and the
+// ClickHouse of CLICKHOUSE_ADDR. It reports what was published and stored,
 // and the end-to-end lag of each event, from its time (set when it is
 // published) to its insertion into ClickHouse (inserted_at), exact
-// quantiles over every event. Run it with -benchtime 1x:
+// quantiles over every event; and the CPU per event of each part. Run it
+// with -benchtime 1x:
 //
 //	AUDIT_BENCH_RATE=200000 go test -run XXX -bench BenchmarkPipeline -benchtime 1x ./clickhouse/
 func BenchmarkPipeline(b *testing.B) {
@@ -151,40 +258,44 @@ func BenchmarkPipeline(b *testing.B) {
 	var published, pubErrs atomic.Int64
 	stopPub := make(chan struct{})
 	var pubDone sync.WaitGroup
-	pubDone.Go(func() {
-		tpl := newTemplate(1)
-		const tick = 10 * time.Millisecond
-		per := rate / 100
-		t := time.NewTicker(tick)
-		defer t.Stop()
-		start := time.Now()
-		var seq uint64
-		for {
-			select {
-			case <-stopPub:
-				return
-			case <-t.C:
-			}
-			// Catch up to the schedule if a tick was late.
-			due := int(time.Since(start)/tick) * per
-			for int(published.Load()) < due && !closed(stopPub) {
-				seq++
-				m := nats.NewMsg(fmt.Sprintf("sessions.%02d.session.accessed", seq%16))
-				m.Data = tpl.fill(seq, time.Now())
-				m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%032x", seq))
-				if _, err := p.js.PublishMsgAsync(m); err != nil {
-					pubErrs.Add(1)
-					time.Sleep(time.Millisecond)
-					continue
+	labelled("producer", func() {
+		pubDone.Go(func() {
+			tpl := newTemplate(1)
+			const tick = 10 * time.Millisecond
+			per := rate / 100
+			t := time.NewTicker(tick)
+			defer t.Stop()
+			start := time.Now()
+			var seq uint64
+			for {
+				select {
+				case <-stopPub:
+					return
+				case <-t.C:
 				}
-				published.Add(1)
+				// Catch up to the schedule if a tick was late.
+				due := int(time.Since(start)/tick) * per
+				for int(published.Load()) < due && !closed(stopPub) {
+					seq++
+					m := nats.NewMsg(fmt.Sprintf("sessions.%02d.session.accessed", seq%16))
+					m.Data = tpl.fill(seq, time.Now())
+					m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%032x", seq))
+					if _, err := p.js.PublishMsgAsync(m); err != nil {
+						pubErrs.Add(1)
+						time.Sleep(time.Millisecond)
+						continue
+					}
+					published.Add(1)
+				}
 			}
-		}
+		})
 	})
 
 	stop := p.run(b)
 	b.ResetTimer()
-	c0, w0 := cpuTime(), time.Now()
+	endProfile := profileWindow(b)
+	p.cpu.start()
+	w0 := time.Now()
 	time.Sleep(time.Duration(seconds) * time.Second)
 	close(stopPub)
 	pubDone.Wait()
@@ -196,11 +307,12 @@ func BenchmarkPipeline(b *testing.B) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	drained := time.Since(w0)
-	cpu := cpuTime() - c0
+	stored := p.rows(b)
+	cpu := p.cpu.report(b, stored)
+	endProfile()
 	b.StopTimer()
 	_ = stop()
 
-	stored := p.rows(b)
 	var p50, p99, p999, max float64
 	err := p.store.conn.QueryRow(context.Background(), "SELECT quantileExact(0.5)(l), quantileExact(0.99)(l), quantileExact(0.999)(l), max(l) FROM (SELECT toFloat64(inserted_at - time) AS l FROM "+
 		p.store.table(TableSessionEvents)+")").Scan(&p50, &p99, &p999, &max)
@@ -213,9 +325,8 @@ func BenchmarkPipeline(b *testing.B) {
 	b.ReportMetric(p99, "lag-p99-s")
 	b.ReportMetric(p999, "lag-p99.9-s")
 	b.ReportMetric(max, "lag-max-s")
-	b.ReportMetric(float64(cpu.Microseconds())/float64(stored), "cpu-us/event")
-	b.Logf("rate %d/s for %ds: published %d (%d publish stalls), stored %d in %.1fs (%.1fs after publishing stopped); lag p50 %.3fs p99 %.3fs p99.9 %.3fs max %.3fs; process CPU %.1fs (%.1f µs/event, NATS server, writer and producer together)",
-		rate, seconds, pubs, pubErrs.Load(), stored, drained.Seconds(), (drained - elapsed).Seconds(), p50, p99, p999, max, cpu.Seconds(), float64(cpu.Microseconds())/float64(stored))
+	b.Logf("rate %d/s for %ds, batches of %d: published %d (%d publish stalls), stored %d in %.1fs (%.1fs after publishing stopped); lag p50 %.3fs p99 %.3fs p99.9 %.3fs max %.3fs; %s",
+		rate, seconds, p.cfg.BatchSize, pubs, pubErrs.Load(), stored, drained.Seconds(), (drained - elapsed).Seconds(), p50, p99, p999, max, cpu)
 	if stored != uint64(pubs) {
 		b.Errorf("stored %d of %d", stored, pubs)
 	}
@@ -225,7 +336,7 @@ func BenchmarkPipeline(b *testing.B) {
 // already holds AUDIT_BENCH_EVENTS events (default 1,000,000): the
 // writer's capacity with nothing else running (no producer).
 //
-//	go test -run XXX -bench BenchmarkDrain -benchtime 1x ./clickhouse/
+//	AUDIT_BENCH_EVENTS=500000 go test -run XXX -bench BenchmarkDrain -benchtime 1x ./clickhouse/
 func BenchmarkDrain(b *testing.B) {
 	n := envInt("AUDIT_BENCH_EVENTS", 1000000)
 	p := newBenchPipeline(b)
@@ -243,16 +354,20 @@ func BenchmarkDrain(b *testing.B) {
 	}
 	<-p.js.PublishAsyncComplete()
 	b.ResetTimer()
-	c0, w0 := cpuTime(), time.Now()
+	endProfile := profileWindow(b)
+	p.cpu.start()
+	w0 := time.Now()
 	stop := p.run(b)
 	for p.rows(b) < uint64(n) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	elapsed, cpu := time.Since(w0), cpuTime()-c0
+	elapsed := time.Since(w0)
+	cpu := p.cpu.report(b, uint64(n))
+	endProfile()
 	b.StopTimer()
 	_ = stop()
 	b.ReportMetric(float64(n)/elapsed.Seconds(), "stored/s")
-	b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-us/event")
+	b.Logf("%d events in batches of %d: %.0f stored/s; %s", n, p.cfg.BatchSize, float64(n)/elapsed.Seconds(), cpu)
 }
 
 type benchPipeline struct {
@@ -260,12 +375,48 @@ type benchPipeline struct {
 	wjs   jetstream.JetStream // the writer's
 	store *Store
 	cfg   eventbus.AuditConsumerConfig
+	cpu   cpuMeter
+}
+
+// benchNATS starts the benchmark's JetStream server and returns its URL
+// and its process ID (0 in process). With AUDIT_BENCH_NATS_SERVER, the
+// path of a nats-server binary of the module's version (go build -o
+// /tmp/nats-server github.com/nats-io/nats-server/v2), it runs as a process
+// of its own, as in production, and its CPU is measured exactly; by default
+// it runs in this process.
+func benchNATS(b *testing.B) (string, int) {
+	bin := os.Getenv("AUDIT_BENCH_NATS_SERVER")
+	if bin == "" {
+		return testenv.StartNATS(b, testenv.NATSOptions(b.TempDir())).ClientURL(), 0
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	cmd := exec.Command(bin, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", b.TempDir())
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if nc, err := nats.Connect(url); err == nil {
+			nc.Close()
+			return url, cmd.Process.Pid
+		} else if time.Now().After(deadline) {
+			b.Fatalf("nats-server %s: %v", bin, err)
+		}
+	}
 }
 
 func newBenchPipeline(b *testing.B) *benchPipeline {
 	b.Helper()
-	srv := testenv.StartNATS(b, testenv.NATSOptions(b.TempDir()))
-	nc, err := nats.Connect(srv.ClientURL())
+	url, natsPID := benchNATS(b)
+	var nc, wc *nats.Conn
+	var err error
+	labelled("producer", func() { nc, err = nats.Connect(url) })
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -278,7 +429,7 @@ func newBenchPipeline(b *testing.B) *benchPipeline {
 		b.Fatal(err)
 	}
 	// The writer's own connection, as in the auditor.
-	wc, err := nats.Connect(srv.ClientURL())
+	labelled("writer", func() { wc, err = nats.Connect(url) })
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -287,7 +438,8 @@ func newBenchPipeline(b *testing.B) *benchPipeline {
 	s := testStore(b, 13)
 	cfg := eventbus.SessionAuditConsumer("auditor")
 	cfg.PendingInterval = time.Second
-	return &benchPipeline{js: js, wjs: wjs, store: s, cfg: cfg}
+	cfg.BatchSize = envInt("AUDIT_BENCH_BATCH", cfg.BatchSize)
+	return &benchPipeline{js: js, wjs: wjs, store: s, cfg: cfg, cpu: cpuMeter{natsPID: natsPID, chPID: clickHousePID()}}
 }
 
 // run starts the writer of the SESSIONS stream.
@@ -299,7 +451,7 @@ func (p *benchPipeline) run(b *testing.B) (stop func() error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
+	labelled("writer", func() { go func() { done <- c.Run(ctx) }() })
 	var once sync.Once
 	var runErr error
 	stop = func() error {

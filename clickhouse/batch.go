@@ -38,7 +38,17 @@ var (
 	maxTime = time.Date(2299, 12, 31, 0, 0, 0, 0, time.UTC)
 )
 
-func (o *WriterOptions) checkTime(t time.Time, retentionMonths int) error {
+// timeLimits are the times a batch accepts, from the writer's clock at
+// some moment: computing them for every row (AddDate above all) cost
+// several percent of staging, so a batch computes them again only when
+// its clock moved by a second or more (or back).
+type timeLimits struct {
+	at        time.Time // the clock they were computed at; zero: never
+	future    time.Time // later is refused
+	retention time.Time // earlier is refused; zero: keep everything
+}
+
+func (o *WriterOptions) checkTime(l *timeLimits, t time.Time, retentionMonths int) error {
 	now := time.Now
 	if o.Now != nil {
 		now = o.Now
@@ -47,13 +57,18 @@ func (o *WriterOptions) checkTime(t time.Time, retentionMonths int) error {
 	if maxFuture <= 0 {
 		maxFuture = 24 * time.Hour
 	}
-	n := now()
+	if n := now(); l.at.IsZero() || n.Sub(l.at) >= time.Second || n.Before(l.at) {
+		*l = timeLimits{at: n, future: n.Add(maxFuture)}
+		if retentionMonths > 0 {
+			l.retention = n.AddDate(0, -retentionMonths, 0)
+		}
+	}
 	switch {
 	case t.Before(minTime) || t.After(maxTime):
 		return &Rejection{Reason: "time_out_of_range", Err: fmt.Errorf("time %s outside what ClickHouse stores", t.UTC().Format(time.RFC3339))}
-	case t.After(n.Add(maxFuture)):
+	case t.After(l.future):
 		return &Rejection{Reason: "time_in_future", Err: fmt.Errorf("time %s is more than %s ahead", t.UTC().Format(time.RFC3339), maxFuture)}
-	case retentionMonths > 0 && t.Before(n.AddDate(0, -retentionMonths, 0)):
+	case !l.retention.IsZero() && t.Before(l.retention):
 		return &Rejection{Reason: "time_past_retention", Err: fmt.Errorf("time %s is older than the retention (%d months)", t.UTC().Format(time.RFC3339), retentionMonths)}
 	}
 	return nil
@@ -62,18 +77,34 @@ func (o *WriterOptions) checkTime(t time.Time, retentionMonths int) error {
 // token accumulates the insert_deduplication_token of a batch: SHA-256 of
 // its IDs in order. A retry of the same batch sends the same rows with the
 // same token and ClickHouse drops it; a different batch never shares it.
-type token struct{ h hash.Hash }
-
-func newToken() token { return token{h: sha256.New()} }
-
-func (t token) add(id string) {
-	t.h.Write([]byte(id))
-	t.h.Write([]byte{0})
+// The IDs are gathered in a buffer and hashed a few kilobytes at a time
+// (writing each ID to the hash allocated twice a row).
+type token struct {
+	h   hash.Hash
+	buf []byte
 }
 
-func (t token) sum(table string) string {
+func newToken() token { return token{h: sha256.New(), buf: make([]byte, 0, 4096)} }
+
+func (t *token) add(id string) {
+	if len(t.buf)+len(id)+1 > cap(t.buf) {
+		t.h.Write(t.buf)
+		t.buf = t.buf[:0]
+	}
+	t.buf = append(t.buf, id...)
+	t.buf = append(t.buf, 0)
+}
+
+func (t *token) sum(table string) string {
+	t.h.Write(t.buf)
+	t.buf = t.buf[:0]
 	var b [sha256.Size]byte
 	return table + ":" + hex.EncodeToString(t.h.Sum(b[:0]))
+}
+
+func (t *token) reset() {
+	t.h.Reset()
+	t.buf = t.buf[:0]
 }
 
 // insert sends one block of columns, in the order of the statement's
@@ -116,6 +147,7 @@ type EventBatch struct {
 	s   *Store
 	o   WriterOptions
 	tok token
+	lim timeLimits
 
 	id, typ, source, user, session, app, ipHash, country, city []string
 	ua, reason, actor, rule, path, prev                        []string
@@ -131,9 +163,11 @@ func (s *Store) NewEventBatch(o WriterOptions) *EventBatch {
 }
 
 // Add decodes one encoded event (events.Decode's rules) and stages it. A
-// *Rejection says why a message cannot be stored.
+// *Rejection says why a message cannot be stored. The staged row shares
+// data's memory (events.DecodeShared): data must not change until Reset,
+// as a JetStream message's does not.
 func (b *EventBatch) Add(subject string, data []byte) error {
-	e, err := events.Decode(data)
+	e, err := events.DecodeShared(data)
 	if err != nil {
 		return audit.DecodeRejection(err)
 	}
@@ -142,7 +176,7 @@ func (b *EventBatch) Add(subject string, data []byte) error {
 
 // AddEvent stages a decoded event.
 func (b *EventBatch) AddEvent(e events.Event) error {
-	if err := b.o.checkTime(e.Time, b.s.retention); err != nil {
+	if err := b.o.checkTime(&b.lim, e.Time, b.s.retention); err != nil {
 		return err
 	}
 	ip, err := b.o.IP.Apply(e.Data.IP)
@@ -188,7 +222,7 @@ func (b *EventBatch) Write(ctx context.Context) error {
 
 // Reset empties the batch for reuse.
 func (b *EventBatch) Reset() {
-	b.tok = newToken()
+	b.tok.reset()
 	for _, c := range []*[]string{&b.id, &b.typ, &b.source, &b.user, &b.session, &b.app, &b.ipHash, &b.country, &b.city,
 		&b.ua, &b.reason, &b.actor, &b.rule, &b.path, &b.prev} {
 		clear(*c) // drop the references to the strings
@@ -210,6 +244,7 @@ func ipBytes(a netip.Addr) [16]byte {
 type AlertBatch struct {
 	s      *Store
 	o      WriterOptions
+	lim    timeLimits
 	alerts struct {
 		tok                                                     token
 		id, source, rule, ruleType, ruleVersion, severity, user []string
@@ -254,7 +289,7 @@ func (b *AlertBatch) Add(subject string, data []byte) error {
 
 // AddAlert stages a decoded alert.
 func (b *AlertBatch) AddAlert(a events.Alert, source string) error {
-	if err := b.o.checkTime(a.Time, b.s.retention); err != nil {
+	if err := b.o.checkTime(&b.lim, a.Time, b.s.retention); err != nil {
 		return err
 	}
 	ip, err := b.o.IP.Apply(a.IP)
@@ -290,7 +325,7 @@ func (b *AlertBatch) AddAlert(a events.Alert, source string) error {
 
 // AddAction stages a decoded action.
 func (b *AlertBatch) AddAction(a events.Action, source string) error {
-	if err := b.o.checkTime(a.Time, b.s.retention); err != nil {
+	if err := b.o.checkTime(&b.lim, a.Time, b.s.retention); err != nil {
 		return err
 	}
 	t := &b.actions

@@ -3,6 +3,7 @@ package events_test
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -157,6 +158,14 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		e, err := events.Decode(in)
+		// DecodeShared decodes the same, errors included.
+		shared, serr := events.DecodeShared(slices.Clone(in))
+		if (err == nil) != (serr == nil) || err != nil && err.Error() != serr.Error() {
+			t.Fatalf("Decode: %v; DecodeShared: %v", err, serr)
+		}
+		if err == nil && (shared.ID != e.ID || shared.Type != e.Type || shared.Source != e.Source || shared.Data != e.Data || !shared.Time.Equal(e.Time)) {
+			t.Fatalf("DecodeShared: %+v, Decode: %+v", shared, e)
+		}
 		if err != nil {
 			var de *events.DecodeError
 			if !errors.As(err, &de) {
@@ -182,11 +191,18 @@ func BenchmarkDecode(b *testing.B) {
 	e := sample()
 	e.Data.UserAgent = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0"
 	buf, _ := e.Encode()
-	b.SetBytes(int64(len(buf)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := events.Decode(buf); err != nil {
-			b.Fatal(err)
-		}
+	for _, f := range []struct {
+		name   string
+		decode func([]byte) (events.Event, error)
+	}{{"copy", events.Decode}, {"shared", events.DecodeShared}} {
+		b.Run(f.name, func(b *testing.B) {
+			b.SetBytes(int64(len(buf)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := f.decode(buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -275,3 +275,14 @@ func TestNoTokenInLogs(t *testing.T) {
 		t.Fatal("token in log")
 	}
 }
+
+func TestKeyNames(t *testing.T) {
+	for _, name := range []string{"", "a b", "a\tb", "a\x1fb", "a\x7fb"} {
+		if _, err := httpapi.ParseAPIKeys("test", name+":app:"+shopSecret); err == nil {
+			t.Errorf("key name %q accepted", name)
+		}
+	}
+	if _, err := httpapi.ParseAPIKeys("test", "shop-1.eu:app:"+shopSecret); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -77,8 +77,10 @@ func parseKey(entry string) (APIKey, error) {
 	switch {
 	case !ok1 || !ok2:
 		return APIKey{}, fmt.Errorf("want name:role:secret")
-	case name == "" || strings.ContainsAny(name, " \t"):
-		return APIKey{}, fmt.Errorf("name: must be non-empty without spaces")
+	case name == "" || strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+		// The name is stored with sessions and events as their app and
+		// actor, where control characters have no place.
+		return APIKey{}, fmt.Errorf("name: must be non-empty without spaces or control characters")
 	case Role(role) != RoleApp && Role(role) != RoleAdmin:
 		return APIKey{}, fmt.Errorf("key %q: role must be %q or %q, got %q", name, RoleApp, RoleAdmin, role)
 	case len(secret) < MinSecretLen:

@@ -290,21 +290,61 @@ func nextID(id string) (string, error) {
 	return ms + "-" + strconv.FormatUint(n+1, 10), nil
 }
 
-// decodeEntry turns an outbox entry (written by the scripts or Append) into
-// an event.
+// decodeEntry turns an outbox entry (written by the functions or Append)
+// into an event. An entry is one field, e1, holding the event's fields
+// separated by entrySep in the order of entryFields; entries of earlier
+// versions, one stream field per attribute, are still read.
 func decodeEntry(v map[string]any) (events.Event, error) {
+	if packed, ok := v["e1"].(string); ok {
+		return decodePacked(packed)
+	}
 	get := func(k string) string { s, _ := v[k].(string); return s }
-	ms, err := strconv.ParseInt(get("t"), 10, 64)
+	return checkEntry(get("id"), get("ty"), get("t"), events.Data{
+		SessionID: get("sid"), UserID: get("uid"), App: get("app"), IP: get("ip"), UserAgent: get("ua"),
+		Reason: get("rs"), Actor: get("ac"), Rule: get("ru"), Path: get("pa"), PreviousSessionID: get("pv"),
+	})
+}
+
+// entrySep separates the fields of an outbox entry: US, a control
+// character, which the service refuses in every text it stores.
+const entrySep = '\x1f'
+
+// entryFields is the number of fields of an outbox entry: id type time sid
+// uid actor app ip ua reason rule path previous_sid.
+const entryFields = 13
+
+func decodePacked(s string) (events.Event, error) {
+	var f [entryFields]string
+	for i := range entryFields - 1 {
+		j := strings.IndexByte(s, entrySep)
+		if j < 0 {
+			return events.Event{}, fmt.Errorf("field e1: %d fields, want %d", i+1, entryFields)
+		}
+		f[i], s = s[:j], s[j+1:]
+	}
+	if strings.IndexByte(s, entrySep) >= 0 {
+		return events.Event{}, fmt.Errorf("field e1: more than %d fields", entryFields)
+	}
+	f[entryFields-1] = s
+	return checkEntry(f[0], f[1], f[2], events.Data{
+		SessionID: f[3], UserID: f[4], Actor: f[5], App: f[6], IP: f[7], UserAgent: f[8],
+		Reason: f[9], Rule: f[10], Path: f[11], PreviousSessionID: f[12],
+	})
+}
+
+// encodeEntry is the e1 field of an outbox entry for e (see decodePacked).
+func encodeEntry(e events.Event) string {
+	d := e.Data
+	return strings.Join([]string{e.ID, string(e.Type), strconv.FormatInt(e.Time.UnixMilli(), 10), d.SessionID, d.UserID,
+		d.Actor, d.App, d.IP, d.UserAgent, d.Reason, d.Rule, d.Path, d.PreviousSessionID}, string(entrySep))
+}
+
+func checkEntry(id, typ, t string, d events.Data) (events.Event, error) {
+	ms, err := strconv.ParseInt(t, 10, 64)
 	if err != nil {
 		return events.Event{}, fmt.Errorf("field t: %w", err)
 	}
-	e := events.Event{
-		ID: get("id"), Type: events.Type(get("ty")), Source: sessions.EventSource, Time: time.UnixMilli(ms).UTC(),
-		Data: events.Data{
-			SessionID: get("sid"), UserID: get("uid"), App: get("app"), IP: get("ip"), UserAgent: get("ua"),
-			Reason: get("rs"), Actor: get("ac"), Rule: get("ru"), Path: get("pa"), PreviousSessionID: get("pv"),
-		},
-	}
+	e := events.Event{ID: id, Type: events.Type(typ), Source: sessions.EventSource, Time: time.UnixMilli(ms).UTC(), Data: d}
 	switch {
 	case e.ID == "":
 		return e, errors.New("field id: missing")

@@ -161,3 +161,48 @@ func TestPrefixWithBracesRejected(t *testing.T) {
 		t.Fatal("want error")
 	}
 }
+
+// Outbox entries are one packed field; entries written by earlier versions,
+// one stream field per attribute, are still relayed during a rollout.
+func TestOutboxEntryFormats(t *testing.T) {
+	old := map[string]any{"id": "e1", "ty": "session.accessed", "t": "1700000000123", "sid": "07AAAAAAAAAAAAAAAAAAAAAA",
+		"uid": "alice", "ac": "shop", "app": "shop", "ip": "192.0.2.1", "ua": "Firefox", "pa": "/p"}
+	packed := map[string]any{"e1": "e1\x1fsession.accessed\x1f1700000000123\x1f07AAAAAAAAAAAAAAAAAAAAAA\x1falice\x1fshop\x1fshop\x1f192.0.2.1\x1fFirefox\x1f\x1f\x1f/p\x1f"}
+	a, err := redisstore.DecodeEntry(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := redisstore.DecodeEntry(packed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a != b || a.Data.Path != "/p" || a.Data.UserAgent != "Firefox" || a.Time.UnixMilli() != 1700000000123 {
+		t.Fatalf("old %+v\npacked %+v", a, b)
+	}
+	for _, bad := range []string{
+		"e1\x1fsession.accessed\x1f1700000000123",
+		packed["e1"].(string) + "\x1fextra",
+		"\x1fsession.accessed\x1f1700000000123\x1fs\x1falice\x1f\x1f\x1f\x1f\x1f\x1f\x1f\x1f",
+	} {
+		if _, err := redisstore.DecodeEntry(map[string]any{"e1": bad}); err == nil {
+			t.Errorf("%q decoded", bad)
+		}
+	}
+}
+
+// A caller name holding the entries' separator never reaches the outbox.
+func TestSeparatorRefused(t *testing.T) {
+	st, _, _ := newStore(t)
+	svc, err := sessions.NewService(st, sessions.DefaultPolicy(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := svc.Create(ctx, sessions.Caller{Name: "sh\x1fop"}, sessions.CreateRequest{UserID: "alice", IP: "192.0.2.1"}); err == nil {
+		t.Fatal("create with a separator in the caller name succeeded")
+	}
+	err = st.Append(ctx, events.Event{ID: "x", Type: events.AuthLoginFailed, Time: time.Now(), Data: events.Data{UserID: "alice", Actor: "a\x1fb"}})
+	if err == nil {
+		t.Fatal("append with a separator succeeded")
+	}
+}

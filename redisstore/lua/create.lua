@@ -31,7 +31,7 @@ end
 
 local h = {uid = uid, app = app, ip = ARGV[10], ua = ARGV[11]}
 redis.call('HSET', KEYS[1], 'uid', uid, 'app', app, 'th', ARGV[8], 'csrf', ARGV[9],
-  'st', 'active', 'ca', NOW, 'la', NOW, 'ea', ea, 'it', it,
+  'st', 'active', 'ca', NOWS, 'la', NOWS, 'ea', ARGV[14], 'it', ARGV[13],
   'ip', h.ip, 'ua', h.ua, 'at', ARGV[12])
 redis.call('PEXPIREAT', KEYS[1], retain)
 redis.call('ZADD', KEYS[2], NOW, sid)

@@ -13,32 +13,32 @@
 -- at (attributes, JSON) ena (ended at, ms).
 -- Redis runs one function at a time, so module-level state set by begin is
 -- the current call's.
-local BASE, NOW, EVID, ACTOR, DUE, OUTBOX
+-- NOW is the time as a number, for arithmetic; NOWS as given, for writing
+-- (a Lua number passed to redis.call is formatted with printf, which costs
+-- more than the rest of a write).
+local BASE, NOW, NOWS, EVID, ACTOR, DUE, OUTBOX
 local evn = 0
 local function begin(ARGV)
-  BASE, NOW, EVID, ACTOR = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+  BASE, NOWS, EVID, ACTOR = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+  NOW = tonumber(NOWS)
   DUE, OUTBOX = BASE .. 'x', BASE .. 'o'
   evn = 0
 end
 
 -- emit appends one event to the partition's outbox, in the same atomic step
--- as the change it records.
+-- as the change it records. The entry is one field, e1: the event's fields
+-- in a fixed order, separated by US (\031), which no field can contain
+-- (the service rejects control characters in every text it is given):
+--   id type time sid uid actor app ip ua reason rule path previous_sid
+-- One field instead of one per attribute makes XADD, the relay's XREAD
+-- and its decoding several times cheaper (redisstore.decodeEntry).
 local function emit(typ, sid, h, ip, ua, reason, rule, path, prev)
   local id = EVID
   if evn > 0 then id = EVID .. '-' .. evn end
   evn = evn + 1
-  local a = {'id', id, 'ty', typ, 't', NOW, 'sid', sid, 'uid', h.uid, 'ac', ACTOR}
-  local n = #a
-  local opt = {'app', h.app, 'ip', ip, 'ua', ua, 'rs', reason, 'ru', rule, 'pa', path, 'pv', prev}
-  for i = 1, 13, 2 do
-    local v = opt[i + 1]
-    if v and v ~= '' then
-      a[n + 1] = opt[i]
-      a[n + 2] = v
-      n = n + 2
-    end
-  end
-  redis.call('XADD', OUTBOX, '*', unpack(a, 1, n))
+  redis.call('XADD', OUTBOX, '*', 'e1', id .. '\031' .. typ .. '\031' .. NOWS .. '\031' .. sid .. '\031' .. h.uid
+    .. '\031' .. ACTOR .. '\031' .. (h.app or '') .. '\031' .. (ip or '') .. '\031' .. (ua or '') .. '\031' .. (reason or '')
+    .. '\031' .. (rule or '') .. '\031' .. (path or '') .. '\031' .. (prev or ''))
 end
 
 -- ct_eq32 compares two 32-byte strings (secret hashes) in constant time:
@@ -94,7 +94,7 @@ local END_EVENT = {expired = 'session.expired', terminated = 'session.terminated
 
 -- end_session moves a live session to a final state and records it.
 local function end_session(skey, sid, h, st, reason, rule)
-  redis.call('HSET', skey, 'st', st, 'why', reason, 'ena', NOW)
+  redis.call('HSET', skey, 'st', st, 'why', reason, 'ena', NOWS)
   redis.call('ZREM', BASE .. 'u:' .. h.uid, sid)
   redis.call('ZREM', DUE, sid)
   h.st = st

@@ -12,6 +12,6 @@ end
 -- Keep the last four secret hashes, so reuse of a rotated token is seen.
 local pth = string.sub(h.th .. h.pth, 1, 4 * 32)
 h.la, h.ip, h.ua, h.csrf = NOW, ip, ua, ARGV[13]
-redis.call('HSET', KEYS[1], 'th', ARGV[12], 'pth', pth, 'csrf', h.csrf, 'la', NOW, 'ip', ip, 'ua', ua)
+redis.call('HSET', KEYS[1], 'th', ARGV[12], 'pth', pth, 'csrf', h.csrf, 'la', NOWS, 'ip', ip, 'ua', ua)
 emit('session.regenerated', sid, h, ip, ua, 'regenerate', '', path)
 return reply(h)

@@ -48,10 +48,23 @@ const MaxBody = 64 << 10
 // decode reads a JSON body into v strictly: one object, no unknown fields,
 // at most MaxBody bytes. Its errors name the field at fault.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
+	if err := checkContentType(r); err != nil {
+		return err
+	}
+	return decodeFrom(http.MaxBytesReader(w, r.Body, MaxBody), v)
+}
+
+// checkContentType accepts JSON or no Content-Type.
+func checkContentType(r *http.Request) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/json" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
 		return sessions.Invalid("Content-Type", "must be application/json, got %q", ct)
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBody))
+	return nil
+}
+
+// decodeFrom is decode of a body read from body.
+func decodeFrom(body io.Reader, v any) error {
+	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return decodeErr(err)

@@ -207,7 +207,7 @@ func (b accessBody) request() sessions.AccessRequest {
 func (a *api) validate(w http.ResponseWriter, r *http.Request, c sessions.Caller) error {
 	start := time.Now()
 	var b accessBody
-	err := decode(w, r, &b)
+	err := decodeAccess(w, r, &b)
 	var s *sessions.Session
 	if err == nil {
 		s, err = a.Service.Validate(r.Context(), c, b.request())
@@ -218,13 +218,13 @@ func (a *api) validate(w http.ResponseWriter, r *http.Request, c sessions.Caller
 		return err
 	}
 	a.validatedOK.Inc()
-	writeJSON(w, http.StatusOK, s)
+	writeSession(w, http.StatusOK, s)
 	return nil
 }
 
 func (a *api) regenerate(w http.ResponseWriter, r *http.Request, c sessions.Caller) error {
 	var b accessBody
-	if err := decode(w, r, &b); err != nil {
+	if err := decodeAccess(w, r, &b); err != nil {
 		return err
 	}
 	is, err := a.Service.Regenerate(r.Context(), c, b.request())

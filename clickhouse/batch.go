@@ -115,6 +115,12 @@ func (s *Store) insert(ctx context.Context, table, columns, tok string, rows int
 		"insert_deduplication_token": tok,
 		"insert_deduplicate":         1,
 		"async_insert":               0,
+		// No ReplacingMergeTree merge of the block itself: a copy of an
+		// event within one batch (a redelivery that joined it) is left to
+		// the merges and to the queries' FINAL, like a copy in another
+		// batch. Measured here: 3.7 instead of 4.3 - 5.0 µs of
+		// ClickHouse's CPU a row (50,000-row batches).
+		"optimize_on_insert": 0,
 		// LowCardinality columns travel as plain strings and the server
 		// builds their dictionaries: measured here, 1.1 instead of 1.6 µs
 		// of the writer's CPU per row, and no more of the server's.

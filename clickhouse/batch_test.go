@@ -104,6 +104,39 @@ func TestEventBatchRetryIsDeduplicated(t *testing.T) {
 	}
 }
 
+// A copy of an event within one batch (a redelivery that joined the batch
+// holding the first delivery): inserts do not merge their own block
+// (optimize_on_insert=0), so it may reach the table, but every query sees
+// the event once, and merging removes it.
+func TestEventBatchCopyWithinABatch(t *testing.T) {
+	s := testStore(t, 13)
+	evs := session("bob", sid(2), base, 3, events.SessionExpired)
+	write(t, s, WriterOptions{}, append(evs, evs[1], evs[4])...)
+	final := scalar[uint64](t, s, "SELECT count() FROM "+s.table(TableSessionEvents)+" FINAL")
+	uniq := scalar[uint64](t, s, "SELECT uniqExact(id) FROM "+s.table(TableSessionEvents))
+	if final != uint64(len(evs)) || uniq != uint64(len(evs)) {
+		t.Fatalf("FINAL %d, uniqExact(id) %d, want %d", final, uniq, len(evs))
+	}
+	tl, err := s.UserTimeline(ctxT(t), "bob", time.Time{}, time.Time{}, 0)
+	if err != nil || len(tl) != len(evs) {
+		t.Fatalf("timeline: %d entries (want %d), %v", len(tl), len(evs), err)
+	}
+	var n int
+	if err := s.Events(ctxT(t), time.Time{}, time.Time{}, func(events.Event) error { n++; return nil }); err != nil || n != len(evs) {
+		t.Fatalf("Events: %d (want %d), %v", n, len(evs), err)
+	}
+	h, err := s.UserHistory(ctxT(t), "bob", time.Time{}, time.Time{})
+	if err != nil || len(h.Sessions) != 1 || h.Sessions[0].Events != len(evs) || h.Sessions[0].Endings != 1 {
+		t.Fatalf("history: %+v %v", h, err)
+	}
+	if err := s.conn.Exec(ctxT(t), "OPTIMIZE TABLE "+s.table(TableSessionEvents)+" FINAL"); err != nil {
+		t.Fatal(err)
+	}
+	if raw := scalar[uint64](t, s, "SELECT count() FROM "+s.table(TableSessionEvents)); raw != uint64(len(evs)) {
+		t.Fatalf("rows after merge: %d", raw)
+	}
+}
+
 func TestEventBatchRejects(t *testing.T) {
 	s := testStore(t, 13)
 	now := time.Now()

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,6 +42,8 @@ import (
 // each access event to JetStream.
 //
 //	go test -run XXX -bench HTTPValidate -benchtime 100000x ./httpapi/
+//
+// BENCH_PIPELINES sets redisstore.Options.Pipelines (-1: none).
 func BenchmarkHTTPValidate(b *testing.B) {
 	b.Run("norelay", func(b *testing.B) { benchHTTPValidate(b, false) })
 	b.Run("relay", func(b *testing.B) {
@@ -61,7 +64,8 @@ func benchHTTPValidate(b *testing.B, relay bool) {
 	rdb := redis.NewClient(opt)
 	defer rdb.Close()
 	prefix := testenv.Prefix(b, rdb)
-	st, err := redisstore.New(rdb, redisstore.Options{Prefix: prefix})
+	pipes, _ := strconv.Atoi(os.Getenv("BENCH_PIPELINES"))
+	st, err := redisstore.New(rdb, redisstore.Options{Prefix: prefix, Pipelines: pipes})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -112,7 +116,7 @@ func benchHTTPValidate(b *testing.B, relay bool) {
 	r0 := redisCPU(b, rdb)
 	b.ResetTimer()
 	start := time.Now()
-	runLoadClient(b, ln.Addr().String(), tokFile, b.N)
+	p50, p99 := runLoadClient(b, ln.Addr().String(), tokFile, b.N)
 	elapsed := time.Since(start)
 	if relay {
 		// The relay's share: wait until it published everything.
@@ -127,6 +131,8 @@ func benchHTTPValidate(b *testing.B, relay bool) {
 	b.ReportMetric((selfCPU()-cpu0)*1e6/n, "cpu-µs/op")
 	b.ReportMetric((redisCPU(b, rdb)-r0)*1e6/n, "redis-cpu-µs/op")
 	b.ReportMetric(n/elapsed.Seconds(), "req/s")
+	b.ReportMetric(p50, "p50-ms")
+	b.ReportMetric(p99, "p99-ms")
 }
 
 func outboxDepth(ctx context.Context, rdb *redis.Client, st *redisstore.Store) int64 {
@@ -184,8 +190,9 @@ func startRelay(b *testing.B, st *redisstore.Store, opt *redis.Options, log *slo
 }
 
 // runLoadClient sends n validates from a child process and fails b unless
-// every answer is 200.
-func runLoadClient(b *testing.B, addr, tokFile string, n int) {
+// every answer is 200. It returns the median and 99th percentile latency
+// in milliseconds.
+func runLoadClient(b *testing.B, addr, tokFile string, n int) (p50, p99 float64) {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestLoadClient$", "-test.v=false")
 	cmd.Env = append(os.Environ(), "HTTPAPI_LOAD_ADDR="+addr, "HTTPAPI_LOAD_TOKENS="+tokFile,
 		"HTTPAPI_LOAD_N="+strconv.Itoa(n), "HTTPAPI_LOAD_KEY="+shopSecret, "GOMAXPROCS=1")
@@ -193,6 +200,10 @@ func runLoadClient(b *testing.B, addr, tokFile string, n int) {
 	if err != nil || !strings.Contains(string(out), "load-ok") {
 		b.Fatalf("load client: %v\n%s", err, out)
 	}
+	if _, err := fmt.Sscanf(string(out[strings.Index(string(out), "load-ok"):]), "load-ok p50_ms %f p99_ms %f", &p50, &p99); err != nil {
+		b.Fatalf("load client: %v\n%s", err, out)
+	}
+	return p50, p99
 }
 
 // TestLoadClient is the load generator of BenchmarkHTTPValidate, run in a
@@ -218,7 +229,8 @@ func TestLoadClient(t *testing.T) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, conns)
-	for range conns {
+	lat := make([][]time.Duration, conns)
+	for k := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -234,6 +246,7 @@ func TestLoadClient(t *testing.T) {
 				if i > int64(n) {
 					return
 				}
+				start := time.Now()
 				if _, err := c.Write(reqs[(i*7919)%int64(len(reqs))]); err != nil {
 					errs <- err
 					return
@@ -242,6 +255,7 @@ func TestLoadClient(t *testing.T) {
 					errs <- err
 					return
 				}
+				lat[k] = append(lat[k], time.Since(start))
 			}
 		}()
 	}
@@ -250,7 +264,10 @@ func TestLoadClient(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	fmt.Println("load-ok")
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	q := func(p float64) float64 { return all[int(float64(len(all)-1)*p)].Seconds() * 1e3 }
+	fmt.Printf("load-ok p50_ms %.3f p99_ms %.3f\n", q(0.5), q(0.99))
 }
 
 // readAnswer reads one HTTP response with a Content-Length body and fails

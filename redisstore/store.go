@@ -115,6 +115,7 @@ type Store struct {
 	rdb       redis.UniversalClient
 	prefix    string
 	tombstone time.Duration
+	batch     *batcher // nil: one call at a time
 }
 
 var _ sessions.Store = (*Store)(nil)
@@ -126,7 +127,15 @@ type Options struct {
 	Prefix string
 	// Tombstone is DefaultTombstone when zero.
 	Tombstone time.Duration
+	// Pipelines bounds the pipelines of concurrent validations in flight
+	// at once; validations arriving meanwhile wait and go out together in
+	// the next one. DefaultPipelines when zero; negative sends each
+	// validation on its own.
+	Pipelines int
 }
+
+// DefaultPipelines is the default Options.Pipelines.
+const DefaultPipelines = 4
 
 // New returns a store over rdb.
 func New(rdb redis.UniversalClient, o Options) (*Store, error) {
@@ -139,7 +148,14 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 	if o.Tombstone <= 0 {
 		o.Tombstone = DefaultTombstone
 	}
-	return &Store{rdb: rdb, prefix: o.Prefix, tombstone: o.Tombstone}, nil
+	s := &Store{rdb: rdb, prefix: o.Prefix, tombstone: o.Tombstone}
+	if o.Pipelines == 0 {
+		o.Pipelines = DefaultPipelines
+	}
+	if o.Pipelines > 0 {
+		s.batch = &batcher{rdb: rdb, max: o.Pipelines}
+	}
+	return s, nil
 }
 
 func (s *Store) base(partition int) string { return fmt.Sprintf("%s:{%02d}:", s.prefix, partition) }
@@ -199,7 +215,7 @@ func (s *Store) Create(ctx context.Context, n sessions.NewSession) ([]string, er
 func (s *Store) Access(ctx context.Context, a sessions.Access) (*sessions.Session, error) {
 	base, skey := s.sessionKey(a.SessionID)
 	args := append(common(base, a.Op), a.SessionID, a.SecretHash[:], a.Owner, a.IP, a.UserAgent, a.Path, a.CSRFToken)
-	res, err := s.run(ctx, "access", fnAccess, []string{skey}, args)
+	res, err := s.runBatched(ctx, "access", fnAccess, []string{skey}, args)
 	if err != nil {
 		return nil, err
 	}
@@ -347,12 +363,27 @@ func (s *Store) Load(ctx context.Context) error {
 // run calls a library function and maps its status reply to a sessions
 // error.
 func (s *Store) run(ctx context.Context, op, fn string, keys []string, args []any) ([]any, error) {
+	return s.call(ctx, op, fn, keys, args, false)
+}
+
+// runBatched is run sending the call with those of concurrent requests.
+func (s *Store) runBatched(ctx context.Context, op, fn string, keys []string, args []any) ([]any, error) {
+	return s.call(ctx, op, fn, keys, args, s.batch != nil)
+}
+
+func (s *Store) call(ctx context.Context, op, fn string, keys []string, args []any, batched bool) ([]any, error) {
 	for _, a := range args {
 		if a, ok := a.(string); ok && hasSep(a) {
 			return nil, fmt.Errorf("redis %s: %w", op, errSep)
 		}
 	}
-	v, err := s.rdb.FCall(ctx, fn, keys, args...).Slice()
+	var v []any
+	var err error
+	if batched {
+		v, err = s.batch.do(ctx, fn, keys, args)
+	} else {
+		v, err = s.rdb.FCall(ctx, fn, keys, args...).Slice()
+	}
 	if err != nil && strings.Contains(err.Error(), "Function not found") {
 		if err = s.Load(ctx); err == nil {
 			v, err = s.rdb.FCall(ctx, fn, keys, args...).Slice()

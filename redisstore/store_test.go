@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -204,5 +205,64 @@ func TestSeparatorRefused(t *testing.T) {
 	err = st.Append(ctx, events.Event{ID: "x", Type: events.AuthLoginFailed, Time: time.Now(), Data: events.Data{UserID: "alice", Actor: "a\x1fb"}})
 	if err == nil {
 		t.Fatal("append with a separator succeeded")
+	}
+}
+
+// Concurrent validations share pipelines: each gets its own answer, and
+// each its own access event.
+func TestBatchedAccess(t *testing.T) {
+	rdb := testenv.Redis(t)
+	prefix := testenv.Prefix(t, rdb)
+	st, err := redisstore.New(rdb, redisstore.Options{Prefix: prefix, Pipelines: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := sessions.NewService(st, sessions.DefaultPolicy(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	shop, blog := sessions.Caller{Name: "shop"}, sessions.Caller{Name: "blog"}
+	const users, rounds = 40, 25
+	toks := make([]sessions.Token, users)
+	for i := range toks {
+		is, err := svc.Create(ctx, shop, sessions.CreateRequest{UserID: fmt.Sprintf("u%d", i), IP: "192.0.2.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		toks[i] = is.Token
+	}
+	errs := make(chan error, users)
+	for i := range users {
+		go func() {
+			for r := range rounds {
+				ip := fmt.Sprintf("192.0.2.%d", r+1)
+				s, err := svc.Validate(ctx, shop, sessions.AccessRequest{Token: toks[i], IP: ip, Path: "/p"})
+				if err != nil || s.UserID != fmt.Sprintf("u%d", i) || s.IP != ip {
+					errs <- fmt.Errorf("user %d round %d: %v %+v", i, r, err, s)
+					return
+				}
+				// A refusal in the same pipelines stays a refusal.
+				if _, err := svc.Validate(ctx, blog, sessions.AccessRequest{Token: toks[i], IP: ip}); !errors.Is(err, sessions.ErrForbidden) {
+					errs <- fmt.Errorf("user %d: other app's validate: %v", i, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range users {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	accessed := 0
+	for _, e := range outbox(t, st, rdb) {
+		if e.Type == events.SessionAccessed {
+			accessed++
+		}
+	}
+	if accessed != users*rounds {
+		t.Fatalf("%d access events, want %d", accessed, users*rounds)
 	}
 }

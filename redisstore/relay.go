@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +33,13 @@ type Publisher interface {
 // the broker acknowledged it; a relay that dies mid-batch leaves the batch
 // for the next lease holder, whose republication the stream de-duplicates by
 // event ID.
+//
+// One loop relays every partition the instance holds: each step reads all
+// of their outboxes in one round trip (one XREAD over all the streams, or a
+// pipeline of them on a cluster, whose streams live in different slots),
+// publishes what it read as one batch and trims the outboxes in one
+// pipeline. Under load a step carries the events of every partition, not of
+// one, which costs Redis, NATS and the relay far less per event.
 type Relay struct {
 	store *Store
 	rdb   redis.UniversalClient
@@ -40,11 +48,20 @@ type Relay struct {
 	m     *Metrics
 	id    string
 	cfg   RelayConfig
+
+	// perStream reads each outbox with an XREAD of its own (a cluster,
+	// whose streams one command cannot span).
+	perStream bool
+
+	mu      sync.Mutex
+	held    map[int]uint64 // partition -> generation of its lease
+	gen     uint64
+	changed chan struct{}
 }
 
 // RelayConfig tunes a Relay. Zero values take the defaults.
 type RelayConfig struct {
-	Batch         int           // entries per read and publish; 1000
+	Batch         int           // entries per step and publish; 1000
 	LeaseTTL      time.Duration // lease of a partition; 10s
 	SweepInterval time.Duration // how often to end timed-out sessions; 1s
 	DrainTimeout  time.Duration // how long shutdown may spend flushing; 10s
@@ -74,9 +91,9 @@ func (c *RelayConfig) defaults() {
 	}
 }
 
-// NewRelay returns a relay of store's outbox to pub. rdb serves its blocking
-// reads; give it a client of its own with a pool of at least
-// events.Partitions+2 connections, so that the reads never starve the API.
+// NewRelay returns a relay of store's outbox to pub. rdb serves its reads,
+// which block while the outboxes are empty; give it a client of its own, so
+// that they never hold a connection the API needs.
 func NewRelay(store *Store, rdb redis.UniversalClient, pub Publisher, log *slog.Logger, m *Metrics, cfg RelayConfig) *Relay {
 	cfg.defaults()
 	if m == nil {
@@ -85,8 +102,9 @@ func NewRelay(store *Store, rdb redis.UniversalClient, pub Publisher, log *slog.
 	host, _ := os.Hostname()
 	var b [6]byte
 	_, _ = rand.Read(b[:])
+	_, cluster := rdb.(*redis.ClusterClient)
 	return &Relay{store: store, rdb: rdb, pub: pub, log: log.With("component", "relay"), m: m,
-		id: host + "/" + hex.EncodeToString(b[:]), cfg: cfg}
+		id: host + "/" + hex.EncodeToString(b[:]), cfg: cfg, perStream: cluster, held: map[int]uint64{}, changed: make(chan struct{}, 1)}
 }
 
 var (
@@ -98,44 +116,37 @@ var (
 // then flushes what its partitions' outboxes still hold (within
 // DrainTimeout) and releases the leases.
 func (r *Relay) Run(ctx context.Context) error {
-	type worker struct {
-		lost chan struct{}
-		done chan struct{}
-	}
-	workers := map[int]*worker{}
-	var wg sync.WaitGroup
+	held := map[int]bool{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.loop(ctx)
+	}()
 	tick := time.NewTicker(r.cfg.LeaseTTL / 3)
 	defer tick.Stop()
 	for {
 		for p := 0; p < events.Partitions; p++ {
-			w := workers[p]
-			ok, err := r.lease(ctx, p, w != nil)
+			ok, err := r.lease(ctx, p, held[p])
 			if err != nil && ctx.Err() == nil {
 				r.m.RelayErrors.WithLabelValues("lease").Inc()
 				r.log.Warn("partition lease", "partition", p, "err", err)
 			}
 			switch {
-			case ok && w == nil:
-				w = &worker{lost: make(chan struct{}), done: make(chan struct{})}
-				workers[p] = w
-				wg.Add(1)
-				go func(p int, w *worker) {
-					defer wg.Done()
-					defer close(w.done)
-					r.relay(ctx, p, w.lost)
-				}(p, w)
-			case !ok && w != nil && ctx.Err() == nil:
+			case ok && !held[p]:
+				held[p] = true
+				r.setHeld(p, true)
+			case !ok && held[p] && ctx.Err() == nil:
 				r.log.Warn("lost partition lease", "partition", p)
-				close(w.lost)
-				delete(workers, p)
+				delete(held, p)
+				r.setHeld(p, false)
 			}
 		}
-		r.m.PartitionsOwned.Set(float64(len(workers)))
+		r.m.PartitionsOwned.Set(float64(len(held)))
 		select {
 		case <-ctx.Done():
-			wg.Wait()
+			<-done
 			rel, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			for p := range workers {
+			for p := range held {
 				_ = releaseScript.Run(rel, r.rdb, []string{r.store.leaseKey(p)}, r.id).Err()
 			}
 			cancel()
@@ -143,6 +154,23 @@ func (r *Relay) Run(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 		}
+	}
+}
+
+// setHeld records that the lease of p was taken (a new generation: its
+// outbox is read again from the start) or lost, and wakes the loop.
+func (r *Relay) setHeld(p int, held bool) {
+	r.mu.Lock()
+	if held {
+		r.gen++
+		r.held[p] = r.gen
+	} else {
+		delete(r.held, p)
+	}
+	r.mu.Unlock()
+	select {
+	case r.changed <- struct{}{}:
+	default:
 	}
 }
 
@@ -161,52 +189,55 @@ func (r *Relay) lease(ctx context.Context, p int, held bool) (bool, error) {
 	return r.rdb.SetNX(ctx, key, r.id, ttl).Result()
 }
 
-// relay is the loop of one partition.
-func (r *Relay) relay(ctx context.Context, p int, lost <-chan struct{}) {
-	log := r.log.With("partition", p)
-	key := r.store.OutboxKey(p)
-	last := "0" // everything not yet trimmed: a previous holder may have died mid-batch
-	nextSweep := time.Now()
+// partition is the relay's state of one held partition.
+type partition struct {
+	p         int
+	gen       uint64
+	key       string
+	last      string // the last entry published and trimmed
+	nextSweep time.Time
+}
+
+// loop relays the held partitions until ctx ends, then flushes them.
+func (r *Relay) loop(ctx context.Context) {
+	var parts []*partition
 	backoff := newBackoff()
 	for {
-		select {
-		case <-lost:
-			return
-		default:
-		}
+		parts = r.refresh(parts)
 		if ctx.Err() != nil {
-			dctx, cancel := context.WithTimeout(context.Background(), r.cfg.DrainTimeout)
-			n, err := r.drain(dctx, key, last)
-			cancel()
-			if err != nil {
-				log.Error("outbox not flushed at shutdown; the next relay publishes it", "err", err)
-			} else if n > 0 {
-				log.Info("outbox flushed at shutdown", "events", n)
-			}
+			r.flush(parts)
 			return
 		}
-		if time.Now().After(nextSweep) {
-			if n, err := r.store.Sweep(ctx, p, r.cfg.Now(), 500); err != nil && ctx.Err() == nil {
+		if len(parts) == 0 {
+			select {
+			case <-ctx.Done():
+			case <-r.changed:
+			}
+			continue
+		}
+		now := time.Now()
+		for _, pt := range parts {
+			if now.Before(pt.nextSweep) {
+				continue
+			}
+			if n, err := r.store.Sweep(ctx, pt.p, r.cfg.Now(), 500); err != nil && ctx.Err() == nil {
 				r.m.RelayErrors.WithLabelValues("sweep").Inc()
-				log.Warn("sweep", "err", err)
+				r.log.Warn("sweep", "partition", pt.p, "err", err)
 			} else {
 				r.m.SweepExpired.Add(float64(n))
 			}
-			nextSweep = time.Now().Add(r.cfg.SweepInterval)
+			pt.nextSweep = time.Now().Add(r.cfg.SweepInterval)
 		}
-		id, n, err := r.step(ctx, key, last, 250*time.Millisecond)
+		n, err := r.step(ctx, parts, 250*time.Millisecond)
 		if err != nil {
 			if ctx.Err() != nil {
 				continue
 			}
-			log.Warn("outbox relay", "err", err, "retry_in", backoff.d)
-			backoff.wait(ctx, lost)
+			r.log.Warn("outbox relay", "partitions", len(parts), "err", err, "retry_in", backoff.d)
+			backoff.wait(ctx, nil)
 			continue
 		}
 		backoff.reset()
-		if n > 0 {
-			last = id
-		}
 		if n > 0 && n < r.cfg.Batch/4 {
 			// A small batch: let the next one grow for a moment. Fewer,
 			// larger reads and publishes cost Redis and NATS far less per
@@ -216,68 +247,182 @@ func (r *Relay) relay(ctx context.Context, p int, lost <-chan struct{}) {
 	}
 }
 
-// drain publishes everything left in a partition's outbox.
-func (r *Relay) drain(ctx context.Context, key, last string) (int, error) {
+// refresh returns the state of the partitions held now, in order: a
+// partition whose lease was lost is dropped, and one taken (again) starts
+// from the head of its outbox, where a previous holder may have died
+// mid-batch.
+func (r *Relay) refresh(parts []*partition) []*partition {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := parts[:0]
+	have := make(map[int]bool, len(r.held))
+	for _, pt := range parts {
+		if r.held[pt.p] == pt.gen {
+			out = append(out, pt)
+			have[pt.p] = true
+		}
+	}
+	for p, gen := range r.held {
+		if !have[p] {
+			out = append(out, &partition{p: p, gen: gen, key: r.store.OutboxKey(p), last: "0", nextSweep: time.Now()})
+		}
+	}
+	slices.SortFunc(out, func(a, b *partition) int { return a.p - b.p })
+	return out
+}
+
+// flush publishes everything left in the outboxes of parts, at shutdown.
+func (r *Relay) flush(parts []*partition) {
+	if len(parts) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.DrainTimeout)
+	defer cancel()
 	total := 0
 	for {
-		id, n, err := r.step(ctx, key, last, -1)
+		n, err := r.step(ctx, parts, -1)
 		if err != nil {
-			return total, err
+			r.log.Error("outbox not flushed at shutdown; the next relay publishes it", "err", err)
+			return
 		}
 		if n == 0 {
-			return total, nil
+			if total > 0 {
+				r.log.Info("outbox flushed at shutdown", "events", total)
+			}
+			return
 		}
 		total += n
-		last = id
 	}
 }
 
-// step reads one batch after last, publishes it, and trims it from the
-// outbox once acknowledged. It returns the last ID it handled.
-func (r *Relay) step(ctx context.Context, key, last string, block time.Duration) (string, int, error) {
-	res, err := r.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{key, last}, Count: int64(r.cfg.Batch), Block: block}).Result()
-	if errors.Is(err, redis.Nil) {
-		return last, 0, nil
-	}
+// step reads the entries after last of every partition of parts, waiting
+// up to block for one when all are empty (block < 0: not at all),
+// publishes them, and trims them from the outboxes once acknowledged. It
+// returns how many entries it handled.
+func (r *Relay) step(ctx context.Context, parts []*partition, block time.Duration) (int, error) {
+	// Each partition's share of a batch: a backlog in one drains a share
+	// at a time, all of them together at most about a batch.
+	count := int64(max(r.cfg.Batch/len(parts), 50))
+	streams, err := r.read(ctx, parts, count, block)
 	if err != nil {
 		r.m.RelayErrors.WithLabelValues("read").Inc()
-		return last, 0, fmt.Errorf("read outbox: %w", err)
+		return 0, fmt.Errorf("read outbox: %w", err)
 	}
-	if len(res) == 0 || len(res[0].Messages) == 0 {
-		return last, 0, nil
+	var evs []events.Event
+	read := 0
+	for i, msgs := range streams {
+		for _, m := range msgs {
+			e, err := decodeEntry(m.Values)
+			if err != nil {
+				// A malformed entry is a bug of ours; publishing stops for
+				// nobody, and the entry is logged and counted, not lost silently.
+				r.m.RelayErrors.WithLabelValues("decode").Inc()
+				r.log.Error("malformed outbox entry skipped", "stream", parts[i].key, "entry", m.ID, "err", err)
+				continue
+			}
+			evs = append(evs, e)
+		}
+		read += len(msgs)
 	}
-	msgs := res[0].Messages
-	evs := make([]events.Event, 0, len(msgs))
-	for _, m := range msgs {
-		e, err := decodeEntry(m.Values)
-		if err != nil {
-			// A malformed entry is a bug of ours; publishing stops for
-			// nobody, and the entry is logged and counted, not lost silently.
-			r.m.RelayErrors.WithLabelValues("decode").Inc()
-			r.log.Error("malformed outbox entry skipped", "stream", key, "entry", m.ID, "err", err)
+	if read == 0 {
+		return 0, nil
+	}
+	if len(evs) > 0 {
+		start := time.Now()
+		if err := r.pub.Publish(ctx, evs); err != nil {
+			r.m.RelayErrors.WithLabelValues("publish").Inc()
+			return 0, err
+		}
+		r.m.PublishSeconds.Observe(time.Since(start).Seconds())
+		r.m.Published.Add(float64(len(evs)))
+	}
+	pipe := r.rdb.Pipeline()
+	lasts := make([]string, len(parts))
+	for i, msgs := range streams {
+		if len(msgs) == 0 {
 			continue
 		}
-		evs = append(evs, e)
+		lasts[i] = msgs[len(msgs)-1].ID
+		next, err := nextID(lasts[i])
+		if err != nil {
+			return 0, err
+		}
+		pipe.XTrimMinID(ctx, parts[i].key, next)
 	}
-	start := time.Now()
-	if err := r.pub.Publish(ctx, evs); err != nil {
-		r.m.RelayErrors.WithLabelValues("publish").Inc()
-		return last, 0, err
-	}
-	r.m.PublishSeconds.Observe(time.Since(start).Seconds())
-	r.m.Published.Add(float64(len(evs)))
-	lastID := msgs[len(msgs)-1].ID
-	next, err := nextID(lastID)
-	if err != nil {
-		return last, 0, err
-	}
-	if err := r.rdb.XTrimMinID(ctx, key, next).Err(); err != nil {
+	if _, err := pipe.Exec(ctx); err != nil {
 		// Published but not trimmed: the entries will be published again
 		// and de-duplicated by the stream.
 		r.m.RelayErrors.WithLabelValues("trim").Inc()
-		return last, 0, fmt.Errorf("trim outbox: %w", err)
+		return 0, fmt.Errorf("trim outbox: %w", err)
 	}
-	return lastID, len(msgs), nil
+	for i, last := range lasts {
+		if last != "" {
+			parts[i].last = last
+		}
+	}
+	return read, nil
+}
+
+// read returns the entries after last of each partition of parts, up to
+// count each. On a single server it is one XREAD over all the streams,
+// blocking up to block while all are empty. A cluster keeps the streams in
+// different slots, which one command cannot span: there it is a pipeline
+// of XREADs, and a pause of up to block, in steps of Linger, while all are
+// empty.
+func (r *Relay) read(ctx context.Context, parts []*partition, count int64, block time.Duration) ([][]redis.XMessage, error) {
+	out := make([][]redis.XMessage, len(parts))
+	if !r.perStream {
+		args := make([]string, 2*len(parts))
+		for i, pt := range parts {
+			args[i], args[len(parts)+i] = pt.key, pt.last
+		}
+		res, err := r.rdb.XRead(ctx, &redis.XReadArgs{Streams: args, Count: count, Block: block}).Result()
+		if errors.Is(err, redis.Nil) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, st := range res {
+			for i, pt := range parts {
+				if pt.key == st.Stream {
+					out[i] = st.Messages
+				}
+			}
+		}
+		return out, nil
+	}
+	deadline := time.Now().Add(block)
+	for {
+		pipe := r.rdb.Pipeline()
+		cmds := make([]*redis.XStreamSliceCmd, len(parts))
+		for i, pt := range parts {
+			cmds[i] = pipe.XRead(ctx, &redis.XReadArgs{Streams: []string{pt.key, pt.last}, Count: count, Block: -1})
+		}
+		_, _ = pipe.Exec(ctx)
+		n := 0
+		for i, c := range cmds {
+			res, err := c.Result()
+			if errors.Is(err, redis.Nil) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			if len(res) > 0 {
+				out[i] = res[0].Messages
+				n += len(out[i])
+			}
+		}
+		if n > 0 || block < 0 || !time.Now().Before(deadline) {
+			return out, nil
+		}
+		select {
+		case <-ctx.Done():
+			return out, nil
+		case <-time.After(r.cfg.Linger):
+		}
+	}
 }
 
 // nextID returns the smallest stream ID greater than id.

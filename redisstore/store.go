@@ -116,6 +116,7 @@ type Store struct {
 	prefix    string
 	tombstone time.Duration
 	batch     *batcher // nil: one call at a time
+	bases     [events.Partitions]string
 }
 
 var _ sessions.Store = (*Store)(nil)
@@ -149,6 +150,9 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 		o.Tombstone = DefaultTombstone
 	}
 	s := &Store{rdb: rdb, prefix: o.Prefix, tombstone: o.Tombstone}
+	for p := range s.bases {
+		s.bases[p] = fmt.Sprintf("%s:{%02d}:", s.prefix, p)
+	}
 	if o.Pipelines == 0 {
 		o.Pipelines = DefaultPipelines
 	}
@@ -158,7 +162,12 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 	return s, nil
 }
 
-func (s *Store) base(partition int) string { return fmt.Sprintf("%s:{%02d}:", s.prefix, partition) }
+func (s *Store) base(partition int) string {
+	if partition >= 0 && partition < len(s.bases) {
+		return s.bases[partition]
+	}
+	return fmt.Sprintf("%s:{%02d}:", s.prefix, partition)
+}
 
 func (s *Store) sessionKey(sid string) (base, key string) {
 	p, _ := sessions.PartitionOfSessionID(sid)
@@ -214,7 +223,9 @@ func (s *Store) Create(ctx context.Context, n sessions.NewSession) ([]string, er
 // Access implements sessions.Store.
 func (s *Store) Access(ctx context.Context, a sessions.Access) (*sessions.Session, error) {
 	base, skey := s.sessionKey(a.SessionID)
-	args := append(common(base, a.Op), a.SessionID, a.SecretHash[:], a.Owner, a.IP, a.UserAgent, a.Path, a.CSRFToken)
+	th := a.SecretHash // a copy, so that a itself stays off the heap
+	args := []any{base, a.Op.Now.UnixMilli(), a.EventID, a.Actor,
+		a.SessionID, th[:], a.Owner, a.IP, a.UserAgent, a.Path, a.CSRFToken}
 	res, err := s.runBatched(ctx, "access", fnAccess, []string{skey}, args)
 	if err != nil {
 		return nil, err
@@ -440,6 +451,9 @@ func storeErr(op string, err error) error {
 }
 
 func parseReply(sid string, v []any) (*sessions.Session, error) {
+	if len(v) == 2 {
+		return parsePacked(sid, str(v[1]))
+	}
 	// {'ok', uid, app, ip, ua, ca, la, ea, it, st, at, csrf}
 	if len(v) != 12 {
 		return nil, fmt.Errorf("redis: session reply has %d values", len(v))
@@ -452,20 +466,50 @@ func parseReply(sid string, v []any) (*sessions.Session, error) {
 	return ss, nil
 }
 
+// parsePacked decodes the session of the access function's common path:
+// one string of the reply's 11 values separated by entrySep (a control
+// character, which none of them can hold), which costs Redis and go-redis
+// less than 11 values.
+func parsePacked(sid, s string) (*sessions.Session, error) {
+	var f [10]string
+	for i := range f {
+		j := strings.IndexByte(s, entrySep)
+		if j < 0 {
+			return nil, fmt.Errorf("redis: session reply has %d values", i+1)
+		}
+		f[i], s = s[:j], s[j+1:]
+	}
+	ss, err := parseSession(sid, &f)
+	if err != nil {
+		return nil, err
+	}
+	ss.CSRFToken = s
+	return ss, nil
+}
+
 // parseFields decodes uid app ip ua ca la ea it st at.
 func parseFields(sid string, v []any) (*sessions.Session, error) {
-	la := time.UnixMilli(num(v[5])).UTC()
-	ea := time.UnixMilli(num(v[6])).UTC()
-	idle := la.Add(time.Duration(num(v[7])) * time.Millisecond)
+	var f [10]string
+	for i := range f {
+		f[i] = str(v[i])
+	}
+	return parseSession(sid, &f)
+}
+
+// parseSession decodes uid app ip ua ca la ea it st at.
+func parseSession(sid string, f *[10]string) (*sessions.Session, error) {
+	la := time.UnixMilli(atoi(f[5])).UTC()
+	ea := time.UnixMilli(atoi(f[6])).UTC()
+	idle := la.Add(time.Duration(atoi(f[7])) * time.Millisecond)
 	if idle.After(ea) {
 		idle = ea
 	}
 	ss := &sessions.Session{
-		ID: sid, UserID: str(v[0]), App: str(v[1]), IP: str(v[2]), UserAgent: str(v[3]),
-		CreatedAt: time.UnixMilli(num(v[4])).UTC(), LastSeenAt: la, ExpiresAt: ea, IdleExpiresAt: idle,
-		State: sessions.State(str(v[8])),
+		ID: sid, UserID: f[0], App: f[1], IP: f[2], UserAgent: f[3],
+		CreatedAt: time.UnixMilli(atoi(f[4])).UTC(), LastSeenAt: la, ExpiresAt: ea, IdleExpiresAt: idle,
+		State: sessions.State(f[8]),
 	}
-	if at := str(v[9]); at != "" {
+	if at := f[9]; at != "" {
 		if err := json.Unmarshal([]byte(at), &ss.Attributes); err != nil {
 			return nil, fmt.Errorf("redis: session %s attributes: %w", sid, err)
 		}
@@ -481,6 +525,11 @@ func str(v any) string {
 		return strconv.FormatInt(x, 10)
 	}
 	return ""
+}
+
+func atoi(s string) int64 {
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
 }
 
 func num(v any) int64 {

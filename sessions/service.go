@@ -314,7 +314,13 @@ func CheckIP(field, s string) (string, error) {
 	if err != nil || a.Zone() != "" {
 		return "", Invalid(field, "not an IP address")
 	}
-	return a.Unmap().String(), nil
+	// Most addresses come in canonical form: keep the caller's string
+	// rather than allocate the same one again.
+	var buf [64]byte
+	if c := a.Unmap().AppendTo(buf[:0]); string(c) != s {
+		return string(c), nil
+	}
+	return s, nil
 }
 
 func checkUserID(field, s string) error {

@@ -93,10 +93,12 @@ func ParseToken(t Token) (sid string, h SecretHash, ok bool) {
 		return "", h, false
 	}
 	var raw [secretBytes]byte
-	if n, err := b64.Decode(raw[:], []byte(secret)); err != nil || n != secretBytes {
+	var enc [secretLen]byte // hashed from the stack: []byte(secret) would allocate
+	copy(enc[:], secret)
+	if n, err := b64.Decode(raw[:], enc[:]); err != nil || n != secretBytes {
 		return "", h, false
 	}
-	return sid, sha256.Sum256([]byte(secret)), true
+	return sid, sha256.Sum256(enc[:]), true
 }
 
 // ValidSessionID reports whether sid is a well-formed session ID.

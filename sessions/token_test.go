@@ -74,3 +74,20 @@ func TestPolicyValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestCheckIPCanonical(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.1": "192.0.2.1", "::ffff:192.0.2.1": "192.0.2.1", "2001:DB8::1": "2001:db8::1",
+		"2001:db8:0:0:0:0:0:1": "2001:db8::1", "::1": "::1", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff": "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+	} {
+		got, err := CheckIP("ip", in)
+		if err != nil || got != want {
+			t.Errorf("CheckIP(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "1.2.3.400", "fe80::1%eth0", "x"} {
+		if _, err := CheckIP("ip", bad); err == nil {
+			t.Errorf("CheckIP(%q) accepted", bad)
+		}
+	}
+}

@@ -9,11 +9,13 @@ local sid, th, owner, ip, ua, path, csrf = ARGV[5], ARGV[6], ARGV[7], ARGV[8], A
 local v = redis.call('HMGET', KEYS[1], 'th', 'st', 'app', 'uid', 'ca', 'la', 'ea', 'it', 'at', 'csrf')
 if ct_eq32(v[1], th) and v[2] == 'active' and (owner == '' or v[3] == owner)
   and (csrf == '' or ct_eq(v[10], csrf)) then
-  local ea, it = tonumber(v[7]), tonumber(v[8])
-  if NOW < math.min(tonumber(v[6]) + it, ea) then
+  if NOW < math.min(tonumber(v[6]) + tonumber(v[8]), tonumber(v[7])) then
     redis.call('HSET', KEYS[1], 'la', NOWS, 'ip', ip, 'ua', ua)
     emit('session.accessed', sid, {uid = v[4], app = v[3]}, ip, ua, '', '', path)
-    return {'ok', v[4], v[3], ip, ua, tonumber(v[5]), NOW, ea, it, 'active', v[9] or '', v[10] or ''}
+    -- The session as one string, its values separated by US as in the
+    -- outbox: uid app ip ua ca la ea it st at csrf.
+    return {'ok', v[4] .. '\031' .. v[3] .. '\031' .. ip .. '\031' .. ua .. '\031' .. v[5] .. '\031' .. NOWS .. '\031' .. v[7]
+      .. '\031' .. v[8] .. '\031active\031' .. (v[9] or '') .. '\031' .. (v[10] or '')}
   end
 end
 

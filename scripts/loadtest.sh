@@ -7,6 +7,9 @@
 #   scripts/loadtest.sh [duration=20s] [connections=50] [threads=2]
 #   RATE=5000 scripts/loadtest.sh ...   paced to 5,000 req/s in all, for
 #                                       latency below saturation
+#   SESSIONSVC_BIN=/tmp/old scripts/loadtest.sh ...
+#                                       a given sessionsvc binary instead of
+#                                       this tree's, to compare builds
 #
 # Prints wrk's figures, the server's CPU per validate, and the number of
 # access events that reached JetStream.
@@ -32,7 +35,11 @@ trap cleanup EXIT
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 command -v nats-server >/dev/null || { apt-get update -qq && apt-get install -y -qq nats-server >/dev/null; }
 
-go build -o "$work/sessionsvc" ./cmd/sessionsvc
+if [[ -n "${SESSIONSVC_BIN:-}" ]]; then
+  cp "$SESSIONSVC_BIN" "$work/sessionsvc"
+else
+  go build -o "$work/sessionsvc" ./cmd/sessionsvc
+fi
 go build -o "$work/seedsessions" ./tools/seedsessions
 
 nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$work/nats" -l "$work/nats.log" &

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -154,9 +155,34 @@ func envInt(name string, def int) int {
 type cpuMeter struct {
 	natsPID, chPID int
 	self, nats, ch time.Duration
+	busy, total    time.Duration // the machine's, from /proc/stat
+	wall           time.Time
 }
 
-func (m *cpuMeter) start() { m.self, m.nats, m.ch = cpuTime(), procCPU(m.natsPID), procCPU(m.chPID) }
+func (m *cpuMeter) start() {
+	m.self, m.nats, m.ch = cpuTime(), procCPU(m.natsPID), procCPU(m.chPID)
+	m.busy, m.total = machineCPU()
+	m.wall = time.Now()
+}
+
+// machineCPU is the CPU time of all the machine's cores: busy and in all.
+func machineCPU() (busy, total time.Duration) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		d := time.Duration(n) * (time.Second / 100)
+		total += d
+		if i != 3 && i != 4 { // idle, iowait
+			busy += d
+		}
+	}
+	return busy, total
+}
 
 // report adds the CPU per event of each part as metrics and returns a
 // description.
@@ -174,6 +200,17 @@ func (m *cpuMeter) report(b *testing.B, events uint64) string {
 	if m.chPID != 0 {
 		b.ReportMetric(per(ch), "ch-cpu-us/event")
 		s += fmt.Sprintf(", ClickHouse %.2f", per(ch))
+	}
+	// What the machine did meanwhile, in cores: all of it, and the other
+	// processes' share (the other engineers' tests, on a shared machine).
+	busy, total := machineCPU()
+	busy, total = busy-m.busy, total-m.total
+	if wall := time.Since(m.wall).Seconds(); total > 0 && wall > 0 {
+		cores := total.Seconds() / wall
+		used := busy.Seconds() / wall
+		others := max(0, (busy-self-nats-ch).Seconds()/wall)
+		b.ReportMetric(others, "other-cores")
+		s += fmt.Sprintf("; machine %.2f of %.0f cores busy, %.2f of them other processes'", used, cores, others)
 	}
 	return s
 }
@@ -195,6 +232,14 @@ func profileWindow(b *testing.B) (stop func()) {
 		b.Fatal(err)
 	}
 	return func() { pprof.StopCPUProfile(); _ = f.Close() }
+}
+
+// heapInUse is the bytes of the heap's objects (runtime/metrics: no
+// stop of the world).
+func heapInUse() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }
 
 // labelled runs fn with the pprof label role; goroutines it starts (the
@@ -358,16 +403,19 @@ func BenchmarkDrain(b *testing.B) {
 	p.cpu.start()
 	w0 := time.Now()
 	stop := p.run(b)
+	var peak uint64 // heap in use, sampled
 	for p.rows(b) < uint64(n) {
 		time.Sleep(50 * time.Millisecond)
+		peak = max(peak, heapInUse())
 	}
 	elapsed := time.Since(w0)
 	cpu := p.cpu.report(b, uint64(n))
+	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
 	endProfile()
 	b.StopTimer()
 	_ = stop()
 	b.ReportMetric(float64(n)/elapsed.Seconds(), "stored/s")
-	b.Logf("%d events in batches of %d: %.0f stored/s; %s", n, p.cfg.BatchSize, float64(n)/elapsed.Seconds(), cpu)
+	b.Logf("%d events in batches of %d: %.0f stored/s; %s; peak heap %.0f MiB", n, p.cfg.BatchSize, float64(n)/elapsed.Seconds(), cpu, float64(peak)/(1<<20))
 }
 
 type benchPipeline struct {

@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sessionmon/sessionmon/internal/testenv"
+	"github.com/sessionmon/sessionmon/redisstore"
 	"github.com/sessionmon/sessionmon/sessions"
 )
 
@@ -19,7 +22,12 @@ import (
 // this process spent per validation (getrusage) and the CPU Redis spent
 // (INFO cpu), which vary far less than wall time on a shared machine.
 func BenchmarkValidate(b *testing.B) {
-	st, rdb, _ := newStore(b)
+	rdb := testenv.Redis(b)
+	pipes, _ := strconv.Atoi(os.Getenv("BENCH_PIPELINES")) // redisstore.Options.Pipelines
+	st, err := redisstore.New(rdb, redisstore.Options{Prefix: testenv.Prefix(b, rdb), Pipelines: pipes})
+	if err != nil {
+		b.Fatal(err)
+	}
 	svc, err := sessions.NewService(st, sessions.Policy{
 		IdleTimeout: sessions.DefaultPolicy().IdleTimeout, AbsoluteTimeout: sessions.DefaultPolicy().AbsoluteTimeout,
 		LimitMode: sessions.LimitEvictOldest, CookieName: "__Host-sid",

@@ -135,8 +135,11 @@ type Options struct {
 	Pipelines int
 }
 
-// DefaultPipelines is the default Options.Pipelines.
-const DefaultPipelines = 4
+// DefaultPipelines is the default Options.Pipelines: one pipeline in Redis
+// while the answers of another are read and the next one is built. Fewer
+// in flight make larger batches (BenchmarkValidate: 1: 20.0, 2: 22.8, 4:
+// 24.3 µs of CPU per validate); at the HTTP level 1 to 8 measured alike.
+const DefaultPipelines = 2
 
 // New returns a store over rdb.
 func New(rdb redis.UniversalClient, o Options) (*Store, error) {

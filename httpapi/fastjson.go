@@ -39,7 +39,13 @@ func decodeAccess(w http.ResponseWriter, r *http.Request, b *accessBody) error {
 	}
 	// The general path reads the same bytes, then the rest of the body
 	// or the error that ended the read, as it would have without us.
-	*b = accessBody{}
+	return decodeAccessSlow(buf[:n], body, err, b)
+}
+
+// decodeAccessSlow is decodeAccess's general path, apart so that b does not
+// escape to the heap on the common one.
+func decodeAccessSlow(read []byte, body io.Reader, err error, b *accessBody) error {
+	var v accessBody
 	var rest io.Reader
 	switch err {
 	case nil:
@@ -49,7 +55,9 @@ func decodeAccess(w http.ResponseWriter, r *http.Request, b *accessBody) error {
 	default:
 		rest = errReader{err}
 	}
-	return decodeFrom(io.MultiReader(bytes.NewReader(buf[:n]), rest), b)
+	err = decodeFrom(io.MultiReader(bytes.NewReader(read), rest), &v)
+	*b = v
+	return err
 }
 
 // readFull reads r into buf until EOF. err is nil at EOF, errBufFull when

@@ -72,10 +72,22 @@ func Handler(c Config) http.Handler {
 	return mux
 }
 
-// statusWriter records the status written.
+// statusWriter records the status written, and when the request began.
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	start  time.Time
+}
+
+var statusWriters = sync.Pool{New: func() any { return new(statusWriter) }}
+
+// requestStart returns when instrument began serving the request w
+// answers, or now.
+func requestStart(w http.ResponseWriter) time.Time {
+	if sw, ok := w.(*statusWriter); ok {
+		return sw.start
+	}
+	return time.Now()
 }
 
 func (s *statusWriter) WriteHeader(code int) {
@@ -97,8 +109,8 @@ func (a *api) instrument(route string, h http.Handler) http.Handler {
 	byCode := a.Metrics.Requests.MustCurryWith(prometheus.Labels{"route": route})
 	var counters sync.Map // status -> prometheus.Counter
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
+		sw := statusWriters.Get().(*statusWriter)
+		*sw = statusWriter{ResponseWriter: w, start: time.Now()}
 		defer func() {
 			if p := recover(); p != nil {
 				a.Log.Error("handler panic", "route", route, "panic", fmt.Sprint(p))
@@ -106,12 +118,14 @@ func (a *api) instrument(route string, h http.Handler) http.Handler {
 					writeError(sw, fmt.Errorf("panic"))
 				}
 			}
-			hist.Observe(time.Since(start).Seconds())
+			hist.Observe(time.Since(sw.start).Seconds())
 			c, ok := counters.Load(sw.status)
 			if !ok {
 				c, _ = counters.LoadOrStore(sw.status, byCode.WithLabelValues(strconv.Itoa(sw.status)))
 			}
 			c.(prometheus.Counter).Inc()
+			*sw = statusWriter{}
+			statusWriters.Put(sw)
 		}()
 		h.ServeHTTP(sw, r)
 	})
@@ -205,7 +219,7 @@ func (b accessBody) request() sessions.AccessRequest {
 }
 
 func (a *api) validate(w http.ResponseWriter, r *http.Request, c sessions.Caller) error {
-	start := time.Now()
+	start := requestStart(w)
 	var b accessBody
 	err := decodeAccess(w, r, &b)
 	var s *sessions.Session

@@ -518,3 +518,104 @@ func (p *benchPipeline) rows(b *testing.B) uint64 {
 	}
 	return n
 }
+
+// BenchmarkJetStream measures what JetStream alone costs on this machine,
+// the floor under the audit pipeline, with no decoding and no ClickHouse:
+// publishing AUDIT_BENCH_EVENTS access events (default 300,000) as the
+// session service's relay does (async, the event ID as Nats-Msg-Id), then
+// consuming them as the writer does (a durable pull consumer, 10,000 at a
+// time, MaxAckPending 20,000) with its explicit acks, and, for comparison,
+// with AckAll (one ack each 10,000, which the writer cannot use: it would
+// acknowledge messages delivered to a writer that died before storing
+// them). Run it with the NATS server as a process of its own to split the
+// CPU:
+//
+//	AUDIT_BENCH_NATS_SERVER=/tmp/nats-server go test -run XXX -bench BenchmarkJetStream -benchtime 1x ./clickhouse/
+func BenchmarkJetStream(b *testing.B) {
+	for _, ack := range []string{"explicit", "all"} {
+		b.Run("ack="+ack, func(b *testing.B) {
+			n := envInt("AUDIT_BENCH_EVENTS", 300000)
+			const pull = 10000
+			url, pid := benchNATS(b)
+			nc, err := nats.Connect(url)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(nc.Close)
+			js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(16384))
+			ctx := context.Background()
+			if err := eventbus.EnsureStreamsExist(ctx, js, eventbus.DefaultStreamOptions()); err != nil {
+				b.Fatal(err)
+			}
+			tpl := newTemplate(1)
+			at := time.Now()
+			pm := cpuMeter{natsPID: pid}
+			pm.start()
+			w0 := time.Now()
+			for seq := 1; seq <= n; seq++ {
+				m := nats.NewMsg(fmt.Sprintf("sessions.%02d.session.accessed", seq%16))
+				m.Data = tpl.fill(uint64(seq), at)
+				m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%032x", seq))
+				for {
+					if _, err := js.PublishMsgAsync(m); err == nil {
+						break
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}
+			<-js.PublishAsyncComplete()
+			b.Logf("publish: %.0f events/s; %s", float64(n)/time.Since(w0).Seconds(), pm.report(b, uint64(n)))
+
+			wc, err := nats.Connect(url)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(wc.Close)
+			wjs, _ := jetstream.New(wc)
+			cfg := eventbus.SessionAuditConsumer("bench")
+			cfg.BatchSize = pull
+			cc := cfg.ConsumerConfig()
+			if ack == "all" {
+				cc.AckPolicy = jetstream.AckAllPolicy
+			}
+			cons, err := wjs.CreateOrUpdateConsumer(ctx, events.StreamName, cc)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			cm := cpuMeter{natsPID: pid}
+			cm.start()
+			w0 = time.Now()
+			it, err := cons.Messages(jetstream.PullMaxMessages(pull))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer it.Stop()
+			held := make([]jetstream.Msg, 0, pull)
+			for i := range n {
+				m, err := it.Next()
+				if err != nil {
+					b.Fatal(err)
+				}
+				held = append(held, m)
+				if len(held) == pull || i == n-1 {
+					if ack == "all" {
+						_ = held[len(held)-1].Ack()
+					} else {
+						for _, m := range held {
+							_ = m.Ack()
+						}
+					}
+					clear(held)
+					held = held[:0]
+				}
+			}
+			if err := wc.Flush(); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(n)/time.Since(w0).Seconds(), "consumed/s")
+			b.Logf("consume, ack %s: %.0f events/s; %s", ack, float64(n)/time.Since(w0).Seconds(), cm.report(b, uint64(n)))
+		})
+	}
+}

@@ -62,7 +62,8 @@ func benchHTTPValidate(b *testing.B, relay bool) {
 	// As sessionsvc sets them up.
 	opt.PoolSize, opt.Protocol = 128, 2
 	rdb := redis.NewClient(opt)
-	defer rdb.Close()
+	// Closed after the prefix's keys are deleted (cleanups run last first).
+	b.Cleanup(func() { _ = rdb.Close() })
 	prefix := testenv.Prefix(b, rdb)
 	pipes, _ := strconv.Atoi(os.Getenv("BENCH_PIPELINES"))
 	st, err := redisstore.New(rdb, redisstore.Options{Prefix: prefix, Pipelines: pipes})

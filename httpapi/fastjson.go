@@ -31,9 +31,10 @@ func decodeAccess(w http.ResponseWriter, r *http.Request, b *accessBody) error {
 	}
 	body := http.MaxBytesReader(w, r.Body, MaxBody)
 	bp := bodyBufs.Get().(*[]byte)
-	defer bodyBufs.Put(bp)
 	buf := *bp
 	n, err := readFull(body, buf)
+	// The buffer goes back to the pool without the token it held.
+	defer func() { clear(buf[:n]); bodyBufs.Put(bp) }()
 	if err == nil && parseAccess(buf[:n], b) {
 		return nil
 	}
@@ -181,9 +182,10 @@ var answerBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return 
 // writeSession writes s as writeJSON would.
 func writeSession(w http.ResponseWriter, status int, s *sessions.Session) {
 	bp := answerBufs.Get().(*[]byte)
-	defer answerBufs.Put(bp)
 	b, ok := appendSession((*bp)[:0], s)
 	*bp = b[:0]
+	// The buffer goes back to the pool without the CSRF token it held.
+	defer func() { clear(b); answerBufs.Put(bp) }()
 	if !ok {
 		writeJSON(w, status, s)
 		return

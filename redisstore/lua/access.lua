@@ -7,7 +7,7 @@ local sid, th, owner, ip, ua, path, csrf = ARGV[5], ARGV[6], ARGV[7], ARGV[8], A
 -- token when one is given. Anything else takes the full path below, which
 -- decides and records it.
 local v = redis.call('HMGET', KEYS[1], 'th', 'st', 'app', 'uid', 'ca', 'la', 'ea', 'it', 'at', 'csrf')
-if ct_eq32(v[1], th) and v[2] == 'active' and (owner == '' or v[3] == owner)
+if ct_eq32(v[1], th) and v[2] == 'active' and v[4] and (owner == '' or v[3] == owner)
   and (csrf == '' or ct_eq(v[10], csrf)) then
   if NOW < math.min(tonumber(v[6]) + tonumber(v[8]), tonumber(v[7])) then
     redis.call('HSET', KEYS[1], 'la', NOWS, 'ip', ip, 'ua', ua)

@@ -2,16 +2,8 @@ package eventbus_test
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"log/slog"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,62 +19,6 @@ import (
 	"github.com/sessionmon/sessionmon/internal/testenv"
 )
 
-// pki is a test certificate authority with a server certificate for
-// 127.0.0.1 and localhost and a client certificate, as PEM files.
-type pki struct {
-	CA, ServerCert, ServerKey, ClientCert, ClientKey string
-}
-
-func newPKI(t *testing.T) pki {
-	t.Helper()
-	dir := t.TempDir()
-	write := func(name, typ string, der []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	key := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	serial := int64(1)
-	now := time.Now()
-	caKey := key()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "sessionmon test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	issue := func(name string, usage x509.ExtKeyUsage, ips []net.IP, dns []string) (string, string) {
-		serial++
-		k := key()
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
-			ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: ips, DNSNames: dns}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kder, err := x509.MarshalPKCS8PrivateKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return write(name+".crt", "CERTIFICATE", der), write(name+".key", "PRIVATE KEY", kder)
-	}
-	p := pki{CA: write("ca.crt", "CERTIFICATE", caDER)}
-	p.ServerCert, p.ServerKey = issue("nats-server", x509.ExtKeyUsageServerAuth, []net.IP{net.IPv4(127, 0, 0, 1)}, []string{"localhost"})
-	p.ClientCert, p.ClientKey = issue("sessionmon-client", x509.ExtKeyUsageClientAuth, nil, nil)
-	return p
-}
-
 // startServer starts an in-process NATS server (no JetStream) with opts
 // completed; it is shut down when the test ends.
 func startServer(t *testing.T, opts *server.Options) *server.Server {
@@ -92,7 +28,7 @@ func startServer(t *testing.T, opts *server.Options) *server.Server {
 }
 
 // tlsServer requires TLS and a client certificate signed by the test CA.
-func tlsServer(t *testing.T, p pki) *server.Server {
+func tlsServer(t *testing.T, p testenv.PKI) *server.Server {
 	t.Helper()
 	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: p.ServerCert, KeyFile: p.ServerKey, CaFile: p.CA, Verify: true})
 	if err != nil {
@@ -162,7 +98,7 @@ func logged(log *testenv.LogBuffer, msg, want string) bool {
 // certificate connect; without the certificate, or without the CA, the
 // connection is refused with the reason in the log, and retried.
 func TestConnectTLSWithClientCertificate(t *testing.T) {
-	p := newPKI(t)
+	p := testenv.NewPKI(t)
 	s := tlsServer(t, p)
 	url := s.ClientURL()
 
@@ -287,7 +223,7 @@ func TestConnectNKeyAndCredentials(t *testing.T) {
 // Check reports every bad setting, naming it, before anything connects;
 // Connect refuses the same.
 func TestConnConfigCheck(t *testing.T) {
-	p := newPKI(t)
+	p := testenv.NewPKI(t)
 	dir := t.TempDir()
 	notPEM := filepath.Join(dir, "not.pem")
 	if err := os.WriteFile(notPEM, []byte("not a certificate\n"), 0o600); err != nil {

@@ -1,16 +1,6 @@
 package sessionsvc
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,55 +10,6 @@ import (
 
 	"github.com/sessionmon/sessionmon/internal/testenv"
 )
-
-// testPKI is a certificate authority with a server certificate for
-// 127.0.0.1 and a client certificate, as PEM files.
-type testPKI struct {
-	ca, serverCert, serverKey, clientCert, clientKey string
-}
-
-func newTestPKI(t *testing.T) testPKI {
-	t.Helper()
-	dir := t.TempDir()
-	write := func(name, typ string, der []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	newKey := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	now := time.Now()
-	caKey := newKey()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, NotBefore: now.Add(-time.Hour),
-		NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	issue := func(serial int64, name string, usage x509.ExtKeyUsage, ips []net.IP) (string, string) {
-		k := newKey()
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name}, NotBefore: now.Add(-time.Hour),
-			NotAfter: now.Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: ips}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kder, _ := x509.MarshalPKCS8PrivateKey(k)
-		return write(name+".crt", "CERTIFICATE", der), write(name+".key", "PRIVATE KEY", kder)
-	}
-	p := testPKI{ca: write("ca.crt", "CERTIFICATE", caDER)}
-	p.serverCert, p.serverKey = issue(2, "server", x509.ExtKeyUsageServerAuth, []net.IP{net.IPv4(127, 0, 0, 1)})
-	p.clientCert, p.clientKey = issue(3, "client", x509.ExtKeyUsageClientAuth, nil)
-	return p
-}
 
 // waitLogged waits until the service's log holds all of want.
 func waitLogged(t *testing.T, s *service, want ...string) {
@@ -109,21 +50,21 @@ func checkRefused(t *testing.T, s *service, why string) {
 // NATS_TLS_KEY) and its events reach the stream; without its certificate
 // it is refused.
 func TestNATSWithTLSClientCertificates(t *testing.T) {
-	p := newTestPKI(t)
-	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: p.serverCert, KeyFile: p.serverKey, CaFile: p.ca, Verify: true})
+	p := testenv.NewPKI(t)
+	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: p.ServerCert, KeyFile: p.ServerKey, CaFile: p.CA, Verify: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts := testenv.NATSOptions(t.TempDir())
 	opts.TLS, opts.TLSVerify, opts.TLSConfig, opts.TLSTimeout = true, true, tc, 2
 	ns := testenv.StartNATS(t, opts)
-	nc, err := nats.Connect(ns.ClientURL(), nats.RootCAs(p.ca), nats.ClientCert(p.clientCert, p.clientKey))
+	nc, err := nats.Connect(ns.ClientURL(), nats.RootCAs(p.CA), nats.ClientCert(p.ClientCert, p.ClientKey))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 
-	s := start(t, ns.ClientURL(), "unused", "-store", "memory", "-nats-tls-ca", p.ca, "-nats-tls-cert", p.clientCert, "-nats-tls-key", p.clientKey)
+	s := start(t, ns.ClientURL(), "unused", "-store", "memory", "-nats-tls-ca", p.CA, "-nats-tls-cert", p.ClientCert, "-nats-tls-key", p.ClientKey)
 	s.login(t, "alice")
 	waitStream(t, nc, 1)
 	code, out := s.call(t, "GET", "/readyz", "", nil)
@@ -132,7 +73,7 @@ func TestNATSWithTLSClientCertificates(t *testing.T) {
 	}
 	waitLogged(t, s, `"msg":"connecting to nats"`, `"tls":"client-cert"`, `"msg":"nats connected"`)
 
-	checkRefused(t, start(t, ns.ClientURL(), "unused", "-store", "memory", "-nats-tls-ca", p.ca), "tls")
+	checkRefused(t, start(t, ns.ClientURL(), "unused", "-store", "memory", "-nats-tls-ca", p.CA), "tls")
 }
 
 // A NATS server with a user and password: the service connects with them

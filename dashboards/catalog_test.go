@@ -189,6 +189,22 @@ func (r *recorder) materialize() error {
 // gathered is what a gatherer exports, by family name.
 type gathered map[string]*family
 
+// add records a metric family: its name, type and label names.
+func (out gathered) add(mf *dto.MetricFamily) {
+	f := &family{name: mf.GetName(), typ: mf.GetType()}
+	seen := map[string]bool{}
+	for _, m := range mf.GetMetric() {
+		for _, lp := range m.GetLabel() {
+			if !seen[lp.GetName()] {
+				seen[lp.GetName()] = true
+				f.labels = append(f.labels, lp.GetName())
+			}
+		}
+	}
+	sort.Strings(f.labels)
+	out[f.name] = f
+}
+
 func gather(g prometheus.Gatherer) (gathered, error) {
 	mfs, err := g.Gather()
 	if err != nil {
@@ -196,18 +212,7 @@ func gather(g prometheus.Gatherer) (gathered, error) {
 	}
 	out := gathered{}
 	for _, mf := range mfs {
-		f := &family{name: mf.GetName(), typ: mf.GetType()}
-		seen := map[string]bool{}
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if !seen[lp.GetName()] {
-					seen[lp.GetName()] = true
-					f.labels = append(f.labels, lp.GetName())
-				}
-			}
-		}
-		sort.Strings(f.labels)
-		out[f.name] = f
+		out.add(mf)
 	}
 	return out, nil
 }

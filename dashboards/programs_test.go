@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -77,18 +76,7 @@ func scrape(t *testing.T, name, addr string, log *testenv.LogBuffer) gathered {
 	}
 	out := gathered{}
 	for _, mf := range mfs {
-		f := &family{name: mf.GetName(), typ: mf.GetType()}
-		seen := map[string]bool{}
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if !seen[lp.GetName()] {
-					seen[lp.GetName()] = true
-					f.labels = append(f.labels, lp.GetName())
-				}
-			}
-		}
-		sort.Strings(f.labels)
-		out[f.name] = f
+		out.add(mf)
 	}
 	return out
 }

@@ -29,6 +29,11 @@ type Engine struct {
 	ips      map[netip.Addr]*ipState
 	cooldown map[coolKey]time.Time
 	lastGC   time.Time
+	// Lower bounds of the seen times of the sessions, users and IPs, and
+	// of the cooldowns' ends: gc skips walking a map none of whose entries
+	// can have run out, which is most of its runs while every entry is in
+	// use.
+	oldestSession, oldestUser, oldestIP, firstCoolEnd lowWater
 	// count counts the events each kind of rule was given, for the
 	// evaluations metric.
 	count struct{ travelCountry, shared, burst, failed, succeeded uint64 }
@@ -153,6 +158,20 @@ func (e *Engine) SetRules(set *rules.Set) {
 	}
 }
 
+// lowWater is a lower bound of some times (the seen times of a map's
+// entries, say). A time only kept to grow does not move it; a new one may
+// lower it; gc sets it again when it walks the map.
+type lowWater struct {
+	t   time.Time
+	set bool // false: no times, nothing to walk
+}
+
+func (w *lowWater) note(t time.Time) {
+	if !w.set || t.Before(w.t) {
+		w.t, w.set = t, true
+	}
+}
+
 // coolKey is a rule's cooldown for one key (user, session, IP...).
 type coolKey struct {
 	rule string
@@ -272,10 +291,10 @@ func placed(r events.EventRef, loc geo.Location) events.EventRef {
 func (e *Engine) user(id string, t time.Time) *userState {
 	u := e.users[id]
 	if u == nil {
-		u = &userState{}
+		u = &userState{seen: latest(time.Time{}, t)}
 		e.users[id] = u
-	}
-	if t.After(u.seen) {
+		e.oldestUser.note(u.seen)
+	} else if t.After(u.seen) {
 		u.seen = t
 	}
 	return u
@@ -311,10 +330,10 @@ func (e *Engine) ipOf(s *sessionState, ip netip.Addr, t time.Time) *ipState {
 func (e *Engine) session(id, user string, t time.Time) *sessionState {
 	s := e.sessions[id]
 	if s == nil {
-		s = &sessionState{user: user}
+		s = &sessionState{user: user, seen: latest(time.Time{}, t)}
 		e.sessions[id] = s
-	}
-	if t.After(s.seen) {
+		e.oldestSession.note(s.seen)
+	} else if t.After(s.seen) {
 		s.seen = t
 	}
 	return s
@@ -323,10 +342,10 @@ func (e *Engine) session(id, user string, t time.Time) *sessionState {
 func (e *Engine) ipState(ip netip.Addr, t time.Time) *ipState {
 	s := e.ips[ip]
 	if s == nil {
-		s = &ipState{}
+		s = &ipState{seen: latest(time.Time{}, t)}
 		e.ips[ip] = s
-	}
-	if t.After(s.seen) {
+		e.oldestIP.note(s.seen)
+	} else if t.After(s.seen) {
 		s.seen = t
 	}
 	return s
@@ -341,7 +360,9 @@ func (e *Engine) cooling(r *rules.Rule, key string, t time.Time) bool {
 
 // fire starts the cooldown and completes the alert.
 func (e *Engine) fire(r *rules.Rule, key string, ev events.Event, a events.Alert) []events.Alert {
-	e.cooldown[coolKey{r.Name, key}] = ev.Time.Add(r.Cooldown.D())
+	until := ev.Time.Add(r.Cooldown.D())
+	e.cooldown[coolKey{r.Name, key}] = until
+	e.firstCoolEnd.note(until)
 	a.ID = events.AlertID(r.Name, key, ev.ID)
 	a.Time = ev.Time
 	a.Rule, a.RuleType, a.RuleVersion, a.Severity, a.Mode = r.Name, string(r.Type), r.Version, string(r.Severity), string(r.Mode)
@@ -668,30 +689,62 @@ func (e *Engine) gc() {
 			keepIP = max(keepIP, w)
 		}
 	}
-	for k, s := range e.sessions {
-		// Sessions end by event; this catches the ones whose ending event
-		// this detector never saw. 9h covers the default absolute timeout.
-		if e.clock.Sub(s.seen) > max(keepSession, 9*time.Hour) {
-			delete(e.sessions, k)
+	// Sessions end by event; this catches the ones whose ending event this
+	// detector never saw. 9h covers the default absolute timeout.
+	keepSession = max(keepSession, 9*time.Hour)
+	// Each map is walked only if its oldest entry may have run out (seen
+	// times only grow, so the low water mark is a lower bound): walking
+	// every session each minute of event time cost more than the rules.
+	if w := &e.oldestSession; w.set && e.clock.Sub(w.t) > keepSession {
+		*w = lowWater{}
+		for k, s := range e.sessions {
+			if e.clock.Sub(s.seen) > keepSession {
+				delete(e.sessions, k)
+			} else {
+				w.note(s.seen)
+			}
 		}
 	}
-	for k, s := range e.ips {
-		if e.clock.Sub(s.seen) > keepIP {
-			s.gone = true
-			delete(e.ips, k)
+	if w := &e.oldestIP; w.set && e.clock.Sub(w.t) > keepIP {
+		*w = lowWater{}
+		for k, s := range e.ips {
+			if e.clock.Sub(s.seen) > keepIP {
+				s.gone = true
+				delete(e.ips, k)
+			} else {
+				w.note(s.seen)
+			}
 		}
 	}
-	for k, u := range e.users {
-		if e.clock.Sub(u.seen) > keepUser {
-			u.gone = true
-			delete(e.users, k)
+	if w := &e.oldestUser; w.set && e.clock.Sub(w.t) > keepUser {
+		*w = lowWater{}
+		for k, u := range e.users {
+			if e.clock.Sub(u.seen) > keepUser {
+				u.gone = true
+				delete(e.users, k)
+			} else {
+				w.note(u.seen)
+			}
 		}
 	}
-	for k, t := range e.cooldown {
-		if e.clock.After(t) {
-			delete(e.cooldown, k)
+	if w := &e.firstCoolEnd; w.set && e.clock.After(w.t) {
+		*w = lowWater{}
+		for k, t := range e.cooldown {
+			if e.clock.After(t) {
+				delete(e.cooldown, k)
+			} else {
+				w.note(t)
+			}
 		}
 	}
+}
+
+// latest is the later of two times.
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // intern returns the package constant for a decoded type, so kept state

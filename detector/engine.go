@@ -21,7 +21,7 @@ import (
 // one goroutine feeds it, in stream order (per user, that is event order).
 type Engine struct {
 	set      *rules.Set
-	byType   map[rules.Type][]*rules.Rule
+	byType   rulesByType
 	geo      geo.Resolver
 	clock    time.Time // the newest event time seen
 	users    map[string]*userState
@@ -116,7 +116,11 @@ type sessionState struct {
 	ips    []ipSeen // distinct networks in order of first use, at most 4
 	lastIP netip.Addr
 	ua     string
-	recent [3]access // the last accesses, newest last, for evidence
+	// recent are the last accesses, for evidence: a ring whose oldest
+	// entry is at next, which the next access overwrites (shifting the
+	// array instead copied 288 bytes per access).
+	recent [3]access
+	next   uint8
 	burst  []ruleCounter
 }
 
@@ -152,10 +156,37 @@ func New(set *rules.Set, r geo.Resolver) *Engine {
 // counts of a rule whose window changed start again.
 func (e *Engine) SetRules(set *rules.Set) {
 	e.set = set
-	e.byType = map[rules.Type][]*rules.Rule{}
+	e.byType = rulesByType{}
 	for _, r := range set.Rules {
-		e.byType[r.Type] = append(e.byType[r.Type], r)
+		if l := e.byType.of(r.Type); l != nil {
+			*l = append(*l, r)
+		}
 	}
+}
+
+// rulesByType holds the rules in force by type. Every event asks for some
+// types' rules: fields rather than a map keyed by the type's string, which
+// hashed it each time.
+type rulesByType struct {
+	travel, newCountry, shared, burst, bruteForce, stuffing []*rules.Rule
+}
+
+func (b *rulesByType) of(t rules.Type) *[]*rules.Rule {
+	switch t {
+	case rules.ImpossibleTravel:
+		return &b.travel
+	case rules.NewCountry:
+		return &b.newCountry
+	case rules.SharedSession:
+		return &b.shared
+	case rules.RequestBurst:
+		return &b.burst
+	case rules.BruteForce:
+		return &b.bruteForce
+	case rules.CredentialStuffing:
+		return &b.stuffing
+	}
+	return nil
 }
 
 // lowWater is a lower bound of some times (the seen times of a map's
@@ -214,6 +245,11 @@ func (e *Engine) Size() (users, sessions, ips int) { return len(e.users), len(e.
 // order. Alerts carry the action the rule asks for; carrying it out is the
 // caller's business.
 func (e *Engine) Process(ev events.Event) []events.Alert {
+	// The rules take the event by pointer: it is large, and they are many.
+	return e.process(&ev)
+}
+
+func (e *Engine) process(ev *events.Event) []events.Alert {
 	if ev.Time.After(e.clock) {
 		e.clock = ev.Time
 	}
@@ -230,7 +266,6 @@ func (e *Engine) Process(ev events.Event) []events.Alert {
 			}
 		}
 		loc := e.locate(ip)
-		ref := refOf(ev, loc)
 		var s *sessionState
 		var u *userState
 		if ev.Data.SessionID != "" {
@@ -239,12 +274,12 @@ func (e *Engine) Process(ev events.Event) []events.Alert {
 		} else {
 			u = e.user(ev.Data.UserID, ev.Time)
 		}
-		out = append(out, e.travel(ev, ref, ip, loc, u)...)
-		out = append(out, e.newCountry(ev, ref, ip, loc, u)...)
+		out = append(out, e.travel(ev, ip, &loc, u)...)
+		out = append(out, e.newCountry(ev, ip, &loc, u)...)
 		if s != nil {
 			out = append(out, e.shared(ev, ip, s)...)
 			if ev.Type == events.SessionAccessed {
-				out = append(out, e.burst(ev, ref, ip, s)...)
+				out = append(out, e.burst(ev, ip, &loc, s)...)
 			}
 		}
 	case events.AuthLoginFailed:
@@ -254,7 +289,7 @@ func (e *Engine) Process(ev events.Event) []events.Alert {
 		e.count.succeeded++
 		loc := e.locate(ip)
 		u := e.user(ev.Data.UserID, ev.Time)
-		out = append(out, e.newCountry(ev, refOf(ev, loc), ip, loc, u)...)
+		out = append(out, e.newCountry(ev, ip, &loc, u)...)
 	default:
 		if ev.Type.Ending() {
 			delete(e.sessions, ev.Data.SessionID)
@@ -275,9 +310,10 @@ func (e *Engine) locate(ip netip.Addr) geo.Location {
 	return e.geo.Lookup(ip)
 }
 
-func refOf(ev events.Event, loc geo.Location) events.EventRef {
+// refOf is the evidence of an event; rules build it only when they fire.
+func refOf(ev *events.Event, loc *geo.Location) events.EventRef {
 	r := events.EventRef{ID: ev.ID, Type: ev.Type, Time: ev.Time, SessionID: ev.Data.SessionID, IP: ev.Data.IP, UserAgent: ev.Data.UserAgent}
-	return placed(r, loc)
+	return placed(r, *loc)
 }
 
 // placed adds where an event happened to its reference.
@@ -303,7 +339,7 @@ func (e *Engine) user(id string, t time.Time) *userState {
 // userOf returns the state of a session's user. Sessions keep a pointer
 // to it, which saves a map lookup per access; a user dropped by gc is
 // marked gone, and then looked up (or made) again.
-func (e *Engine) userOf(s *sessionState, ev events.Event) *userState {
+func (e *Engine) userOf(s *sessionState, ev *events.Event) *userState {
 	if u := s.u; u != nil && !u.gone && s.user == ev.Data.UserID {
 		if ev.Time.After(u.seen) {
 			u.seen = ev.Time
@@ -359,7 +395,7 @@ func (e *Engine) cooling(r *rules.Rule, key string, t time.Time) bool {
 }
 
 // fire starts the cooldown and completes the alert.
-func (e *Engine) fire(r *rules.Rule, key string, ev events.Event, a events.Alert) []events.Alert {
+func (e *Engine) fire(r *rules.Rule, key string, ev *events.Event, a events.Alert) []events.Alert {
 	until := ev.Time.Add(r.Cooldown.D())
 	e.cooldown[coolKey{r.Name, key}] = until
 	e.firstCoolEnd.note(until)
@@ -395,20 +431,28 @@ func allowed(r *rules.Rule, user string, ip netip.Addr, asn uint32) bool {
 	return r.Allow.AllowsUser(user) || (ip.IsValid() && r.Allow.AllowsIP(ip)) || r.Allow.AllowsASN(asn)
 }
 
-func (e *Engine) travel(ev events.Event, ref events.EventRef, ip netip.Addr, loc geo.Location, u *userState) []events.Alert {
+func (e *Engine) travel(ev *events.Event, ip netip.Addr, loc *geo.Location, u *userState) []events.Alert {
 	if !loc.Known || loc.Anonymous {
 		return nil // no place to compare, or an anonymizer: not travel
 	}
-	prev := u.travel
-	if prev == nil || !ev.Time.Before(prev.t) {
+	if u.travel == nil {
 		u.travel = &located{id: ev.ID, typ: intern(ev.Type), ua: ev.Data.UserAgent, t: ev.Time, session: ev.Data.SessionID, ip: ip,
 			lat: loc.Lat, lon: loc.Lon, acc: loc.AccuracyKm, asn: loc.ASN}
+		return nil
 	}
-	if prev == nil || prev.ip == ip {
+	// The last placed event is overwritten in place rather than allocated
+	// anew: most events are placed, and an allocation per event was most of
+	// the engine's garbage.
+	prev := *u.travel
+	if !ev.Time.Before(prev.t) {
+		*u.travel = located{id: ev.ID, typ: intern(ev.Type), ua: ev.Data.UserAgent, t: ev.Time, session: ev.Data.SessionID, ip: ip,
+			lat: loc.Lat, lon: loc.Lon, acc: loc.AccuracyKm, asn: loc.ASN}
+	}
+	if prev.ip == ip {
 		return nil
 	}
 	var out []events.Alert
-	for _, r := range e.byType[rules.ImpossibleTravel] {
+	for _, r := range e.byType.travel {
 		if allowed(r, ev.Data.UserID, ip, loc.ASN) || allowed(r, "", prev.ip, prev.asn) {
 			continue
 		}
@@ -430,6 +474,7 @@ func (e *Engine) travel(ev events.Event, ref events.EventRef, ip netip.Addr, loc
 		}
 		pref := prev.ref(e)
 		same := prev.session != "" && prev.session == ev.Data.SessionID
+		ref := refOf(ev, loc)
 		first, second := pref, ref
 		if ev.Time.Before(prev.t) {
 			first, second = ref, pref
@@ -450,13 +495,13 @@ func (e *Engine) travel(ev events.Event, ref events.EventRef, ip netip.Addr, loc
 	return out
 }
 
-func (e *Engine) newCountry(ev events.Event, ref events.EventRef, ip netip.Addr, loc geo.Location, u *userState) []events.Alert {
+func (e *Engine) newCountry(ev *events.Event, ip netip.Addr, loc *geo.Location, u *userState) []events.Alert {
 	if !loc.Known || loc.Country == "" || loc.Anonymous {
 		return nil
 	}
 	idx := slices.IndexFunc(u.countries, func(c seenCountry) bool { return c.code == loc.Country })
 	var out []events.Alert
-	for _, r := range e.byType[rules.NewCountry] {
+	for _, r := range e.byType.newCountry {
 		if len(u.countries) == 0 || allowed(r, ev.Data.UserID, ip, loc.ASN) {
 			continue // no history yet: nothing to compare with
 		}
@@ -476,7 +521,7 @@ func (e *Engine) newCountry(ev events.Event, ref events.EventRef, ip netip.Addr,
 		a := events.Alert{
 			UserID: ev.Data.UserID, SessionIDs: dedupe(ev.Data.SessionID),
 			Summary:  fmt.Sprintf("%s: first event from %s (%s); known: %v", ev.Data.UserID, loc.Country, ev.Data.IP, known),
-			Evidence: events.Evidence{Events: []events.EventRef{ref}, Country: loc.Country, KnownCountries: known},
+			Evidence: events.Evidence{Events: []events.EventRef{refOf(ev, loc)}, Country: loc.Country, KnownCountries: known},
 		}
 		out = append(out, e.fire(r, ev.Data.UserID+"\x00"+loc.Country, ev, a)...)
 	}
@@ -489,10 +534,10 @@ func (e *Engine) newCountry(ev events.Event, ref events.EventRef, ip netip.Addr,
 	return out
 }
 
-func (e *Engine) shared(ev events.Event, ip netip.Addr, s *sessionState) []events.Alert {
+func (e *Engine) shared(ev *events.Event, ip netip.Addr, s *sessionState) []events.Alert {
 	prevIP, prevUA := s.lastIP, s.ua
-	copy(s.recent[:], s.recent[1:])
-	s.recent[len(s.recent)-1] = access{id: ev.ID, t: ev.Time, typ: intern(ev.Type), ip: ip, ua: ev.Data.UserAgent}
+	s.recent[s.next] = access{id: ev.ID, t: ev.Time, typ: intern(ev.Type), ip: ip, ua: ev.Data.UserAgent}
+	s.next = (s.next + 1) % uint8(len(s.recent))
 	if s.ua == "" {
 		s.ua = ev.Data.UserAgent
 	}
@@ -516,20 +561,20 @@ func (e *Engine) shared(ev events.Event, ip netip.Addr, s *sessionState) []event
 		s.lastIP = ip
 	}
 	var out []events.Alert
-	for _, r := range e.byType[rules.SharedSession] {
+	for _, r := range e.byType.shared {
 		if allowed(r, ev.Data.UserID, ip, 0) {
 			continue
 		}
-		var why string
-		switch {
-		case e.cooling(r, ev.Data.SessionID, ev.Time):
+		// The cooldown, a map lookup, is asked after the cheap conditions:
+		// most accesses meet neither.
+		alternate := interleaved && since <= r.Window.D()
+		uaChanged := *r.UserAgentChange && prevUA != "" && ev.Data.UserAgent != "" && ev.Data.UserAgent != prevUA
+		if !alternate && !uaChanged || e.cooling(r, ev.Data.SessionID, ev.Time) {
 			continue
-		case interleaved && since <= r.Window.D():
+		}
+		why := "user agent changed mid-session"
+		if alternate {
 			why = fmt.Sprintf("used from %s and %s alternately", prevIP, ip)
-		case *r.UserAgentChange && prevUA != "" && ev.Data.UserAgent != "" && ev.Data.UserAgent != prevUA:
-			why = "user agent changed mid-session"
-		default:
-			continue
 		}
 		var ips, uas []string
 		for _, x := range s.ips {
@@ -549,7 +594,8 @@ func (e *Engine) shared(ev events.Event, ip netip.Addr, s *sessionState) []event
 // recentRefs rebuilds the evidence of a session's last accesses.
 func (e *Engine) recentRefs(sid string, s *sessionState) []events.EventRef {
 	var out []events.EventRef
-	for _, a := range s.recent {
+	for i := range len(s.recent) {
+		a := &s.recent[(int(s.next)+i)%len(s.recent)] // oldest first
 		if a.id == "" {
 			continue
 		}
@@ -559,9 +605,9 @@ func (e *Engine) recentRefs(sid string, s *sessionState) []events.EventRef {
 	return out
 }
 
-func (e *Engine) burst(ev events.Event, ref events.EventRef, ip netip.Addr, s *sessionState) []events.Alert {
+func (e *Engine) burst(ev *events.Event, ip netip.Addr, loc *geo.Location, s *sessionState) []events.Alert {
 	var out []events.Alert
-	for _, r := range e.byType[rules.RequestBurst] {
+	for _, r := range e.byType.burst {
 		if allowed(r, ev.Data.UserID, ip, 0) {
 			continue
 		}
@@ -590,7 +636,7 @@ func (e *Engine) burst(ev events.Event, ref events.EventRef, ip netip.Addr, s *s
 		a := events.Alert{
 			UserID: ev.Data.UserID, SessionIDs: []string{ev.Data.SessionID},
 			Summary: fmt.Sprintf("%d validations of %s %s within %s (threshold %d)", n, r.Scope, key, r.Window.D(), r.Threshold),
-			Evidence: events.Evidence{Events: []events.EventRef{ref}, Count: n, Threshold: r.Threshold,
+			Evidence: events.Evidence{Events: []events.EventRef{refOf(ev, loc)}, Count: n, Threshold: r.Threshold,
 				WindowSeconds: r.Window.D().Seconds(), IPs: []string{ev.Data.IP}},
 		}
 		if r.Scope == rules.ScopeIP {
@@ -601,12 +647,11 @@ func (e *Engine) burst(ev events.Event, ref events.EventRef, ip netip.Addr, s *s
 	return out
 }
 
-func (e *Engine) failedLogin(ev events.Event, ip netip.Addr) []events.Alert {
+func (e *Engine) failedLogin(ev *events.Event, ip netip.Addr) []events.Alert {
 	var out []events.Alert
 	loc := e.locate(ip)
-	ref := refOf(ev, loc)
 	u := e.user(ev.Data.UserID, ev.Time)
-	for _, r := range e.byType[rules.BruteForce] {
+	for _, r := range e.byType.bruteForce {
 		if allowed(r, ev.Data.UserID, ip, loc.ASN) {
 			continue
 		}
@@ -617,7 +662,7 @@ func (e *Engine) failedLogin(ev events.Event, ip netip.Addr) []events.Alert {
 		a := events.Alert{
 			UserID:  ev.Data.UserID,
 			Summary: fmt.Sprintf("%d failed logins for %s within %s (threshold %d)", n, ev.Data.UserID, r.Window.D(), r.Threshold),
-			Evidence: events.Evidence{Events: []events.EventRef{ref}, Count: n, Threshold: r.Threshold,
+			Evidence: events.Evidence{Events: []events.EventRef{refOf(ev, &loc)}, Count: n, Threshold: r.Threshold,
 				WindowSeconds: r.Window.D().Seconds(), IPs: []string{ev.Data.IP}},
 		}
 		out = append(out, e.fire(r, ev.Data.UserID, ev, a)...)
@@ -625,7 +670,7 @@ func (e *Engine) failedLogin(ev events.Event, ip netip.Addr) []events.Alert {
 	if !ip.IsValid() {
 		return out
 	}
-	for _, r := range e.byType[rules.CredentialStuffing] {
+	for _, r := range e.byType.stuffing {
 		if allowed(r, "", ip, loc.ASN) {
 			continue
 		}
@@ -661,7 +706,7 @@ func (e *Engine) failedLogin(ev events.Event, ip netip.Addr) []events.Alert {
 		a := events.Alert{
 			IP:      ip.String(),
 			Summary: fmt.Sprintf("failed logins for %d distinct users from %s within %s (threshold %d)", len(fresh), ip, r.Window.D(), r.DistinctUsers),
-			Evidence: events.Evidence{Events: []events.EventRef{ref}, Count: len(fresh), Threshold: r.DistinctUsers,
+			Evidence: events.Evidence{Events: []events.EventRef{refOf(ev, &loc)}, Count: len(fresh), Threshold: r.DistinctUsers,
 				WindowSeconds: r.Window.D().Seconds(), Users: fresh, IPs: []string{ip.String()}},
 		}
 		out = append(out, e.fire(r, ip.String(), ev, a)...)

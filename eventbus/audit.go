@@ -35,7 +35,8 @@ type AuditConsumerConfig struct {
 	Durable string
 	Filters []string
 	// BatchSize and BatchInterval cut batches: a batch is written when it
-	// holds BatchSize messages or its first message is BatchInterval old.
+	// holds BatchSize events (a message may hold a batch of them) or its
+	// first message is BatchInterval old.
 	BatchSize     int
 	BatchInterval time.Duration
 	// AckWait is how long JetStream waits for an ack before redelivering;
@@ -100,8 +101,10 @@ func (c AuditConsumerConfig) Validate() error {
 	return nil
 }
 
-// prefetch is how many messages the client buffers ahead of the batches.
-func (c AuditConsumerConfig) prefetch() int { return min(max(c.BatchSize, 100), 20000) }
+// prefetch is how many bytes of messages the client buffers ahead of the
+// batches: about a batch's worth (events are about 500 bytes), from 1 MiB
+// to 64 MiB. Bytes, not messages: a message may hold one event or hundreds.
+func (c AuditConsumerConfig) prefetch() int { return min(max(c.BatchSize*512, 1<<20), 64<<20) }
 
 // ConsumerConfig is the JetStream consumer configuration.
 func (c AuditConsumerConfig) ConsumerConfig() jetstream.ConsumerConfig {
@@ -113,10 +116,12 @@ func (c AuditConsumerConfig) ConsumerConfig() jetstream.ConsumerConfig {
 		AckWait:        c.AckWait,
 		MaxDeliver:     -1,
 		FilterSubjects: c.Filters,
-		// Two batches: one being written, one filling. Every unacked
-		// message is then in a batch, which keeps it alive while
-		// ClickHouse is away; more would sit in buffers and be
-		// redelivered (harmless but wasteful).
+		// Two batches of single-event messages: one being written, one
+		// filling. Every unacked message is then in a batch, which keeps
+		// it alive while ClickHouse is away. Messages holding batches of
+		// events fill a batch sooner; the rest wait in the client's
+		// buffer (see Run), and those not kept alive are redelivered
+		// (harmless: the sink de-duplicates).
 		MaxAckPending: 2 * c.BatchSize,
 	}
 }
@@ -171,6 +176,11 @@ func (c *AuditConsumer) Ready() bool { return c.ready.Load() }
 type staged struct {
 	batch AuditBatch
 	msgs  []jetstream.Msg
+	// events counts the events (alerts, actions) of msgs, rejected
+	// ones included.
+	events int
+	// lost counts the messages none of whose events were stored.
+	lost int
 	// stamp is when JetStream stored the batch's first message, for the
 	// lag (parsing every message's metadata costs 0.5 µs a message).
 	stamp    time.Time
@@ -182,7 +192,7 @@ func (s *staged) reset() {
 	s.batch.Reset()
 	clear(s.msgs)
 	s.msgs = s.msgs[:0]
-	s.stamp, s.rejected = time.Time{}, 0
+	s.stamp, s.rejected, s.events, s.lost = time.Time{}, 0, 0, 0
 }
 
 // keepAlive tells JetStream the messages are still being worked on, so
@@ -287,6 +297,14 @@ func (c *AuditConsumer) Run(ctx context.Context) error {
 		}
 		return c.stage(ctx, cur, m)
 	}
+	// grow is where a batch waiting for the flusher takes more messages
+	// from: nowhere once it is twice BatchSize.
+	grow := func() <-chan jetstream.Msg {
+		if cur.events >= 2*c.cfg.BatchSize {
+			return nil
+		}
+		return msgs
+	}
 	// handOff gives the batch to the flusher and takes the free one.
 	handOff := func() bool {
 		timer.Stop()
@@ -311,10 +329,12 @@ func (c *AuditConsumer) Run(ctx context.Context) error {
 				return true
 			case <-tick.C:
 				cur.keepAlive(keep)
-			case m, ok := <-msgs:
+			case m, ok := <-grow():
 				// The flusher is busy (or ClickHouse is away): the
 				// batch grows, so that every unacked message (at most
-				// MaxAckPending) is in a batch and kept alive.
+				// MaxAckPending) is in a batch and kept alive, up to
+				// twice BatchSize events; beyond that, messages wait in
+				// the client's buffer.
 				if !add(m, ok) {
 					return false
 				}
@@ -342,7 +362,7 @@ loop:
 			if !add(m, ok) {
 				break loop
 			}
-			if len(cur.msgs) >= c.cfg.BatchSize && !handOff() {
+			if cur.events >= c.cfg.BatchSize && !handOff() {
 				break loop
 			}
 		}
@@ -404,8 +424,10 @@ drain:
 	return err
 }
 
-// stage decodes one message into the batch, or dead-letters it. It
-// returns false only when ctx ended while dead-lettering.
+// stage decodes one message into the batch, dead-lettering what cannot
+// be stored: the whole message when it is not even a batch, else each
+// event that is rejected, alone. It returns false only when ctx ended
+// while dead-lettering.
 func (c *AuditConsumer) stage(ctx context.Context, s *staged, m jetstream.Msg) bool {
 	c.m.messages.Inc()
 	if len(s.msgs) == 0 {
@@ -413,26 +435,53 @@ func (c *AuditConsumer) stage(ctx context.Context, s *staged, m jetstream.Msg) b
 			s.stamp = meta.Timestamp
 		}
 	}
-	if err := s.batch.Add(m.Subject(), m.Data()); err != nil {
-		reason := "invalid"
-		var r interface{ RejectReason() string }
-		if errors.As(err, &r) {
-			reason = r.RejectReason()
-		}
-		if !c.deadLetter(ctx, m, reason, err) {
-			return false
-		}
-		s.rejected++
-	}
 	s.msgs = append(s.msgs, m)
+	parts, err := c.split(m.Data())
+	if err != nil {
+		s.events++
+		s.rejected++
+		s.lost++
+		return c.deadLetter(ctx, m.Subject(), m.Data(), "invalid", err)
+	}
+	s.events += len(parts)
+	stored := 0
+	defer func() {
+		if stored == 0 {
+			s.lost++
+		}
+	}()
+	for _, b := range parts {
+		if err := s.batch.Add(m.Subject(), b); err != nil {
+			reason := "invalid"
+			var r interface{ RejectReason() string }
+			if errors.As(err, &r) {
+				reason = r.RejectReason()
+			}
+			if !c.deadLetter(ctx, m.Subject(), b, reason, err) {
+				return false
+			}
+			s.rejected++
+			continue
+		}
+		stored++
+	}
 	return true
 }
 
-func (c *AuditConsumer) deadLetter(ctx context.Context, m jetstream.Msg, reason string, cause error) bool {
-	c.log.Warn("dead-lettering a message", "subject", m.Subject(), "reason", reason, "err", cause)
+// split is events.Split on the SESSIONS stream, whose messages may hold
+// batches; an ALERTS message is one alert or action.
+func (c *AuditConsumer) split(data []byte) ([][]byte, error) {
+	if c.cfg.Stream != events.StreamName {
+		return [][]byte{data}, nil
+	}
+	return events.Split(data)
+}
+
+func (c *AuditConsumer) deadLetter(ctx context.Context, subject string, data []byte, reason string, cause error) bool {
+	c.log.Warn("dead-lettering a message", "subject", subject, "reason", reason, "err", cause)
 	for attempt := 0; ; attempt++ {
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := c.dead(dctx, m.Subject(), m.Data(), reason+": "+cause.Error())
+		err := c.dead(dctx, subject, data, reason+": "+cause.Error())
 		cancel()
 		if err == nil {
 			c.m.deadLetters.WithLabelValues(c.cfg.Stream, reason).Inc()
@@ -495,7 +544,8 @@ func (c *AuditConsumer) ack(s *staged) {
 		c.m.lag.WithLabelValues(c.cfg.Stream).Observe(time.Since(s.stamp).Seconds())
 	}
 	c.m.batches.WithLabelValues(c.cfg.Stream).Inc()
-	c.m.written.WithLabelValues(c.cfg.Stream).Add(float64(len(s.msgs) - s.rejected))
+	c.m.written.WithLabelValues(c.cfg.Stream).Add(float64(len(s.msgs) - s.lost))
+	c.m.eventsWritten.WithLabelValues(c.cfg.Stream).Add(float64(s.events - s.rejected))
 }
 
 // read creates (or updates) the consumer and feeds its messages to out,
@@ -522,7 +572,7 @@ func (c *AuditConsumer) read(ctx context.Context, abandon <-chan struct{}, out c
 			continue
 		}
 		attempt = 0
-		it, err := cons.Messages(jetstream.PullMaxMessages(c.cfg.prefetch()))
+		it, err := cons.Messages(jetstream.PullMaxBytes(c.cfg.prefetch()))
 		if err != nil {
 			c.log.Warn("audit consumer: pull; retrying", "err", err)
 			select {
@@ -615,15 +665,16 @@ func backoff(attempt int) time.Duration {
 // AuditMetrics are the JetStream side of the audit writer, in namespace
 // sessionmon, subsystem audit, by stream.
 type AuditMetrics struct {
-	messages    prometheus.Counter
-	written     *prometheus.CounterVec
-	batches     *prometheus.CounterVec
-	deadLetters *prometheus.CounterVec
-	writeErrors *prometheus.CounterVec
-	ackErrors   *prometheus.CounterVec
-	pending     *prometheus.GaugeVec
-	ackPending  *prometheus.GaugeVec
-	lag         *prometheus.HistogramVec
+	messages      prometheus.Counter
+	written       *prometheus.CounterVec
+	eventsWritten *prometheus.CounterVec
+	batches       *prometheus.CounterVec
+	deadLetters   *prometheus.CounterVec
+	writeErrors   *prometheus.CounterVec
+	ackErrors     *prometheus.CounterVec
+	pending       *prometheus.GaugeVec
+	ackPending    *prometheus.GaugeVec
+	lag           *prometheus.HistogramVec
 }
 
 // NewAuditMetrics makes the metrics and registers them with reg when it
@@ -634,14 +685,15 @@ func NewAuditMetrics(reg prometheus.Registerer) *AuditMetrics {
 	}
 	stream := []string{"stream"}
 	m := &AuditMetrics{
-		messages:    prometheus.NewCounter(prometheus.CounterOpts(opts("messages_received_total", "Messages received from JetStream (redeliveries included)."))),
-		written:     prometheus.NewCounterVec(prometheus.CounterOpts(opts("messages_written_total", "Messages stored and acknowledged.")), stream),
-		batches:     prometheus.NewCounterVec(prometheus.CounterOpts(opts("batches_total", "Batches stored and acknowledged.")), stream),
-		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts(opts("dead_letters_total", "Messages that could not be stored, sent to the DEADLETTER stream, by reason.")), []string{"stream", "reason"}),
-		writeErrors: prometheus.NewCounterVec(prometheus.CounterOpts(opts("write_errors_total", "Failed attempts to store a batch (each is retried; nothing is acked meanwhile).")), stream),
-		ackErrors:   prometheus.NewCounterVec(prometheus.CounterOpts(opts("ack_errors_total", "Failed acks of stored messages (they are redelivered and de-duplicated).")), stream),
-		pending:     prometheus.NewGaugeVec(prometheus.GaugeOpts(opts("consumer_pending", "Messages in the stream not yet delivered to the audit writer.")), stream),
-		ackPending:  prometheus.NewGaugeVec(prometheus.GaugeOpts(opts("consumer_ack_pending", "Messages delivered to the audit writer and not yet acknowledged (not yet stored).")), stream),
+		messages:      prometheus.NewCounter(prometheus.CounterOpts(opts("messages_received_total", "Messages received from JetStream (redeliveries included)."))),
+		written:       prometheus.NewCounterVec(prometheus.CounterOpts(opts("messages_written_total", "Messages stored and acknowledged.")), stream),
+		eventsWritten: prometheus.NewCounterVec(prometheus.CounterOpts(opts("events_written_total", "Events, alerts and actions stored (a message of the SESSIONS stream may hold a batch of events).")), stream),
+		batches:       prometheus.NewCounterVec(prometheus.CounterOpts(opts("batches_total", "Batches stored and acknowledged.")), stream),
+		deadLetters:   prometheus.NewCounterVec(prometheus.CounterOpts(opts("dead_letters_total", "Messages that could not be stored, sent to the DEADLETTER stream, by reason.")), []string{"stream", "reason"}),
+		writeErrors:   prometheus.NewCounterVec(prometheus.CounterOpts(opts("write_errors_total", "Failed attempts to store a batch (each is retried; nothing is acked meanwhile).")), stream),
+		ackErrors:     prometheus.NewCounterVec(prometheus.CounterOpts(opts("ack_errors_total", "Failed acks of stored messages (they are redelivered and de-duplicated).")), stream),
+		pending:       prometheus.NewGaugeVec(prometheus.GaugeOpts(opts("consumer_pending", "Messages in the stream not yet delivered to the audit writer.")), stream),
+		ackPending:    prometheus.NewGaugeVec(prometheus.GaugeOpts(opts("consumer_ack_pending", "Messages delivered to the audit writer and not yet acknowledged (not yet stored).")), stream),
 		lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "sessionmon", Subsystem: "audit", Name: "lag_seconds",
 			Help:    "End-to-end lag of each batch: from the storage of its first message in JetStream to the ack of the stored batch.",
@@ -650,6 +702,7 @@ func NewAuditMetrics(reg prometheus.Registerer) *AuditMetrics {
 	}
 	for _, s := range []string{events.StreamName, events.AlertStreamName} {
 		m.written.WithLabelValues(s)
+		m.eventsWritten.WithLabelValues(s)
 		m.batches.WithLabelValues(s)
 		m.writeErrors.WithLabelValues(s)
 		m.ackErrors.WithLabelValues(s)
@@ -658,7 +711,7 @@ func NewAuditMetrics(reg prometheus.Registerer) *AuditMetrics {
 		m.lag.WithLabelValues(s)
 	}
 	if reg != nil {
-		reg.MustRegister(m.messages, m.written, m.batches, m.deadLetters, m.writeErrors, m.ackErrors, m.pending, m.ackPending, m.lag)
+		reg.MustRegister(m.messages, m.written, m.eventsWritten, m.batches, m.deadLetters, m.writeErrors, m.ackErrors, m.pending, m.ackPending, m.lag)
 	}
 	return m
 }

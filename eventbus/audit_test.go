@@ -46,7 +46,7 @@ func (r rejected) Error() string        { return "rejected: " + string(r) }
 func (r rejected) RejectReason() string { return string(r) }
 
 func (b *fakeBatch) Add(subject string, data []byte) error {
-	if strings.HasPrefix(string(data), "bad") {
+	if strings.Contains(string(data), "bad") {
 		return rejected("bad_payload")
 	}
 	b.staged = append(b.staged, string(data))
@@ -249,6 +249,53 @@ func TestAuditConsumerDeadLetters(t *testing.T) {
 	if string(m.Data) != "bad one" || m.Subject != "deadletter.sessions.02.session.created" ||
 		m.Header.Get(DeadLetterReasonHeader) != "bad_payload: rejected: bad_payload" || m.Header.Get("Sessionmon-Consumer") != "auditor" {
 		t.Fatalf("dead letter %s %q %v", m.Subject, m.Data, m.Header)
+	}
+}
+
+// A message holding a batch of events is stored event by event: a bad
+// event is dead-lettered alone, the others are stored, and the message is
+// acknowledged once. A message that is not even a batch is dead-lettered
+// whole.
+func TestAuditConsumerBatchMessages(t *testing.T) {
+	e := newAuditEnv(t)
+	e.start(t, e.cfg)
+	var elems []string
+	for i := range 25 {
+		elems = append(elems, fmt.Sprintf("%d", 100+i))
+	}
+	elems[7] = `"bad"`
+	for _, data := range []string{"[" + strings.Join(elems, ",") + "]", "[1,", "m0000"} {
+		if _, err := e.js.Publish(context.Background(), "sessions.01.session.accessed", []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "25 rows", func() bool { return len(e.sink.rows()) == 25 })
+	eventually(t, "all acked", func() bool { return e.info(t).AckFloor.Stream == 3 })
+	want := append(slices.Delete(slices.Clone(elems), 7, 8), "m0000")
+	if got := e.sink.rows(); !slices.Equal(got, want) {
+		t.Fatalf("rows %v, want %v", got, want)
+	}
+	for reason, n := range map[string]float64{"bad_payload": 1, "invalid": 1} {
+		if got := metricValue(t, e.m.deadLetters.WithLabelValues(events.StreamName, reason)); got != n {
+			t.Errorf("dead letters %s: %v, want %v", reason, got, n)
+		}
+	}
+	if n := metricValue(t, e.m.eventsWritten.WithLabelValues(events.StreamName)); n != 25 {
+		t.Errorf("events written %v, want 25", n)
+	}
+	if n := metricValue(t, e.m.written.WithLabelValues(events.StreamName)); n != 2 {
+		t.Errorf("messages written %v, want 2 (the broken one was dead-lettered)", n)
+	}
+	dl, err := e.js.Stream(context.Background(), DeadLetterStreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := dl.GetMsg(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m.Data) != `"bad"` {
+		t.Fatalf("dead letter %q, want the bad event alone", m.Data)
 	}
 }
 

@@ -320,10 +320,13 @@ func (s *DetectorSource) History(ctx context.Context, since time.Time, fn func(e
 			return nil
 		}
 		if p, _, err := events.ParseSubject(m.Subject()); err == nil && s.parts[p] {
-			// The stream starts at the storage time; events say when
-			// they happened.
-			if ev, err := events.Decode(m.Data()); err == nil && !ev.Time.Before(since) {
-				fn(ev)
+			parts, _ := events.Split(m.Data())
+			for _, b := range parts {
+				// The stream starts at the storage time; events say
+				// when they happened.
+				if ev, err := events.Decode(b); err == nil && !ev.Time.Before(since) {
+					fn(ev)
+				}
 			}
 		}
 		if seq == end {
@@ -371,25 +374,43 @@ func (s *DetectorSource) read(it jetstream.MessagesContext) {
 			}
 			return
 		}
-		d := detector.Delivery{Subject: m.Subject(), Done: func() { s.done(m) }}
-		d.Event, d.Err = events.Decode(m.Data())
-		if d.Err != nil {
-			d.Data = m.Data()
-		}
-		select {
-		case s.out <- d:
-		case <-s.ctx.Done():
-			return
+		for _, d := range s.deliveries(m) {
+			select {
+			case s.out <- d:
+			case <-s.ctx.Done():
+				return
+			}
 		}
 	}
 }
 
-// done records that m and everything before it is handled;
-// acknowledgements go out every AckEvery events or AckInterval.
-func (s *DetectorSource) done(m jetstream.Msg) {
+// deliveries are the events of message m, one delivery each; the last one
+// acknowledges m. An element of a batch that does not decode is a delivery
+// of its own, to be dead-lettered alone.
+func (s *DetectorSource) deliveries(m jetstream.Msg) []detector.Delivery {
+	parts, err := events.Split(m.Data())
+	if err != nil {
+		return []detector.Delivery{{Subject: m.Subject(), Err: err, Data: m.Data(), Done: func() { s.done(m, 1) }}}
+	}
+	ds := make([]detector.Delivery, len(parts))
+	for i, b := range parts {
+		d := &ds[i]
+		d.Subject, d.Done = m.Subject(), func() {}
+		if d.Event, d.Err = events.Decode(b); d.Err != nil {
+			d.Data = b
+		}
+	}
+	n := len(parts)
+	ds[n-1].Done = func() { s.done(m, n) }
+	return ds
+}
+
+// done records that m, holding n events, and everything before it is
+// handled; acknowledgements go out every AckEvery events or AckInterval.
+func (s *DetectorSource) done(m jetstream.Msg, n int) {
 	s.mu.Lock()
 	s.pending = m
-	s.n++
+	s.n += n
 	flush := s.n >= s.opts.AckEvery
 	if flush {
 		s.pending, s.n = nil, 0

@@ -168,6 +168,58 @@ func TestDetectorSourceHistoryAndResume(t *testing.T) {
 	}
 }
 
+// A message holding a batch is one delivery per event, in order; the
+// message is acknowledged when its last event is handled. An event of a
+// batch that does not decode is a delivery of its own, with its bytes
+// alone, for the dead-letter stream; so is a message that is not even a
+// batch.
+func TestDetectorSourceBatches(t *testing.T) {
+	_, js, pub := setup(t)
+	ctx := context.Background()
+	s, err := eventbus.OpenDetectorSource(ctx, js, 0, 1, eventbus.SourceOptions{AckEvery: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	u3 := userIn(3, 0)
+	var evs []events.Event
+	for i := range 5 {
+		evs = append(evs, access(fmt.Sprint("a", i), u3, time.Now()))
+	}
+	if err := pub.Publish(ctx, evs); err != nil { // one message of five
+		t.Fatal(err)
+	}
+	good, _ := access("g0", u3, time.Now()).Encode()
+	for _, data := range []string{"[" + string(good) + `,{"bad":1}]`, "[" + string(good)} {
+		if _, err := js.Publish(ctx, events.Subject(3, events.SessionAccessed), []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 5 {
+		d := next(t, s)
+		if d.Err != nil || d.Event.ID != evs[i].ID {
+			t.Fatalf("delivery %d: %s, %v; want %s", i, d.Event.ID, d.Err, evs[i].ID)
+		}
+		d.Done()
+		if i < 4 {
+			c, _ := js.Consumer(ctx, events.StreamName, eventbus.DetectorConsumer(0, 1))
+			if ci, err := c.Info(ctx); err != nil || ci.AckFloor.Consumer != 0 {
+				t.Fatalf("a part of a message acknowledged it: %v, %+v", err, ci.AckFloor)
+			}
+		}
+	}
+	waitAckFloor(t, js, eventbus.DetectorConsumer(0, 1), 1)
+	if d := next(t, s); d.Err != nil || d.Event.ID != "g0" {
+		t.Fatalf("good event of a batch with a bad one: %s, %v", d.Event.ID, d.Err)
+	}
+	if d := next(t, s); d.Err == nil || string(d.Data) != `{"bad":1}` {
+		t.Fatalf("bad event of a batch: %v, %q; want an error and the event alone", d.Err, d.Data)
+	}
+	if d := next(t, s); d.Err == nil || string(d.Data) != "["+string(good) {
+		t.Fatalf("broken batch: %v, %q; want an error and the whole message", d.Err, d.Data)
+	}
+}
+
 func waitAckFloor(t *testing.T, js jetstream.JetStream, name string, delivered uint64) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)

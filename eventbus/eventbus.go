@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -75,45 +76,110 @@ func EnsureSessionStream(ctx context.Context, js jetstream.JetStream, o StreamOp
 }
 
 // Publisher publishes events to JetStream in order and waits for the acks.
+// Consecutive events of one subject (one partition and type) go out as one
+// message, a batch of up to MaxBatch events (see events.Split).
 type Publisher struct {
-	js jetstream.JetStream
+	js       jetstream.JetStream
+	maxBatch int
+	maxBytes int
+}
+
+// DefaultMaxBatch is the most events a Publisher puts in one message.
+const DefaultMaxBatch = 256
+
+// PublisherOption tunes a Publisher.
+type PublisherOption func(*Publisher)
+
+// MaxBatch sets the most events of one message; 1 publishes every event as
+// a message of its own.
+func MaxBatch(n int) PublisherOption {
+	return func(p *Publisher) { p.maxBatch = min(max(n, 1), events.MaxBatchEvents) }
 }
 
 // NewPublisher returns a publisher on nc. The JetStream context it makes
 // times out un-acked publishes after ackTimeout.
-func NewPublisher(nc *nats.Conn, ackTimeout time.Duration) (*Publisher, error) {
+func NewPublisher(nc *nats.Conn, ackTimeout time.Duration, opts ...PublisherOption) (*Publisher, error) {
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192), jetstream.WithPublishAsyncTimeout(ackTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	return &Publisher{js: js}, nil
+	// A batch stays well under the server's largest message (1 MiB by
+	// default); a single event never comes near it (events.MaxSize).
+	maxBytes := 256 << 10
+	if mp := nc.MaxPayload(); mp > 0 {
+		maxBytes = min(maxBytes, int(mp/2))
+	}
+	p := &Publisher{js: js, maxBatch: DefaultMaxBatch, maxBytes: maxBytes}
+	for _, o := range opts {
+		o(p)
+	}
+	return p, nil
 }
 
 // JetStream returns the publisher's JetStream context.
 func (p *Publisher) JetStream() jetstream.JetStream { return p.js }
 
-// Publish sends evs in order, each with its ID as Nats-Msg-Id, and returns
-// once JetStream acknowledged every one, or the first failure. After a
-// failure the caller republishes the whole batch; the stream's duplicate
-// window drops what was already stored.
+// Publish sends evs in order and returns once JetStream acknowledged every
+// one, or the first failure. Each run of consecutive events with one
+// subject goes out as one message (up to MaxBatch events and a quarter of
+// a MiB), so a step of the outbox relay under load is a few messages per
+// partition rather than one per event.
+//
+// A message's Nats-Msg-Id is its event's ID, or for a batch the first
+// event's ID and the number of events. After a failure the caller
+// republishes the same events from the head (the relay re-reads the same
+// outbox entries); they form the same messages, and the stream's
+// duplicate window drops those already stored.
 func (p *Publisher) Publish(ctx context.Context, evs []events.Event) error {
-	futs := make([]jetstream.PubAckFuture, 0, len(evs))
-	for _, e := range evs {
-		data, err := e.Encode()
-		if err != nil {
-			return fmt.Errorf("encode event %s: %w", e.ID, err)
+	futs := make([]jetstream.PubAckFuture, 0, len(evs)/4+1)
+	var carry []byte // an event encoded for a message it did not fit in
+	for i := 0; i < len(evs); {
+		part, typ := events.PartitionOf(evs[i].Data.UserID), evs[i].Type
+		data := []byte{'['}
+		j := i
+		for j < len(evs) && j-i < p.maxBatch {
+			e := &evs[j]
+			if j > i && (e.Type != typ || events.PartitionOf(e.Data.UserID) != part) {
+				break
+			}
+			b := carry
+			if b == nil {
+				var err error
+				if b, err = e.Encode(); err != nil {
+					return fmt.Errorf("encode event %s: %w", e.ID, err)
+				}
+			}
+			carry = nil
+			if j > i && len(data)+len(b)+2 > p.maxBytes {
+				carry = b
+				break
+			}
+			if j > i {
+				data = append(data, ',')
+			}
+			data = append(data, b...)
+			j++
 		}
-		m := nats.NewMsg(events.SubjectFor(e))
-		m.Data = data
+		m := nats.NewMsg(events.Subject(part, typ))
+		id := evs[i].ID
+		if n := j - i; n > 1 {
+			m.Data = append(data, ']')
+			id += "+" + strconv.Itoa(n)
+			m.Header.Set("Content-Type", events.BatchContentType)
+		} else {
+			m.Data = data[1:]
+			m.Header.Set("Content-Type", events.ContentType)
+		}
 		// No retries inside nats.go: it re-sends a message the stream was
 		// not ready for on a timer of its own, which lets later messages
 		// overtake it. A failure comes back here, and the caller retries
 		// the batch from its head.
-		f, err := p.js.PublishMsgAsync(m, jetstream.WithMsgID(e.ID), jetstream.WithRetryAttempts(0))
+		f, err := p.js.PublishMsgAsync(m, jetstream.WithMsgID(id), jetstream.WithRetryAttempts(0))
 		if err != nil {
 			return fmt.Errorf("jetstream publish: %w", err)
 		}
 		futs = append(futs, f)
+		i = j
 	}
 	for _, f := range futs {
 		select {

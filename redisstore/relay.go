@@ -196,6 +196,11 @@ type partition struct {
 	key       string
 	last      string // the last entry published and trimmed
 	nextSweep time.Time
+	// unsettled is how many entries the last step read and did not
+	// settle (publish and trim): the next step takes the same entries, no
+	// more, so that they form the same messages and the stream drops the
+	// copies of those already stored (see eventbus.Publisher).
+	unsettled int
 }
 
 // loop relays the held partitions until ctx ends, then flushes them.
@@ -311,6 +316,11 @@ func (r *Relay) step(ctx context.Context, parts []*partition, block time.Duratio
 	var evs []events.Event
 	read := 0
 	for i, msgs := range streams {
+		if u := parts[i].unsettled; u > 0 && len(msgs) > u {
+			msgs = msgs[:u]
+			streams[i] = msgs
+		}
+		parts[i].unsettled = len(msgs)
 		for _, m := range msgs {
 			e, err := decodeEntry(m.Values)
 			if err != nil {
@@ -359,6 +369,7 @@ func (r *Relay) step(ctx context.Context, parts []*partition, block time.Duratio
 		if last != "" {
 			parts[i].last = last
 		}
+		parts[i].unsettled = 0
 	}
 	return read, nil
 }

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/sessionmon/sessionmon/eventbus"
 	"github.com/sessionmon/sessionmon/events"
 	"github.com/sessionmon/sessionmon/internal/testenv"
@@ -27,8 +25,7 @@ func TestRelayFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	stream, err := eventbus.EnsureSessionStream(ctx, pub.JetStream(), eventbus.DefaultStreamOptions())
-	if err != nil {
+	if _, err := eventbus.EnsureSessionStream(ctx, pub.JetStream(), eventbus.DefaultStreamOptions()); err != nil {
 		t.Fatal(err)
 	}
 	svc, _ := sessions.NewService(st, sessions.DefaultPolicy(), nil)
@@ -45,7 +42,7 @@ func TestRelayFailover(t *testing.T) {
 	doneA := make(chan error, 1)
 	go func() { doneA <- redisstore.NewRelay(st, rdb, pub, log, nil, cfg).Run(ctxA) }()
 	login(40, "a")
-	waitMsgs(t, stream, 40)
+	testenv.WaitSessionEvents(t, pub.JetStream(), 40)
 
 	// B starts while A holds every lease: B relays nothing until A stops.
 	ctxB, stopB := context.WithCancel(ctx)
@@ -58,27 +55,11 @@ func TestRelayFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	login(40, "b")
-	waitMsgs(t, stream, 80)
-	info, err := stream.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
+	testenv.WaitSessionEvents(t, pub.JetStream(), 80)
+	time.Sleep(200 * time.Millisecond) // room for a duplicate to arrive
+	if n := len(testenv.SessionEvents(t, pub.JetStream())); n != 80 {
+		t.Fatalf("stream holds %d events, want 80", n)
 	}
-	if info.State.Msgs != 80 {
-		t.Fatalf("stream holds %d events, want 80", info.State.Msgs)
-	}
-}
-
-func waitMsgs(t *testing.T, s jetstream.Stream, n uint64) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		info, err := s.Info(context.Background())
-		if err == nil && info.State.Msgs >= n {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("stream did not reach %d events", n)
 }
 
 // One relay loop carries every partition: all events reach the stream,
@@ -95,8 +76,7 @@ func TestRelayOrderAcrossPartitions(t *testing.T) {
 				t.Fatal(err)
 			}
 			ctx := context.Background()
-			stream, err := eventbus.EnsureSessionStream(ctx, pub.JetStream(), eventbus.DefaultStreamOptions())
-			if err != nil {
+			if _, err := eventbus.EnsureSessionStream(ctx, pub.JetStream(), eventbus.DefaultStreamOptions()); err != nil {
 				t.Fatal(err)
 			}
 			svc, _ := sessions.NewService(st, sessions.DefaultPolicy(), nil)
@@ -121,25 +101,14 @@ func TestRelayOrderAcrossPartitions(t *testing.T) {
 			done := make(chan error, 1)
 			go func() { done <- relay.Run(rctx) }()
 			const want = users * (1 + validates)
-			waitMsgs(t, stream, want)
+			testenv.WaitSessionEvents(t, pub.JetStream(), want)
 			stop()
 			if err := <-done; err != nil {
 				t.Fatal(err)
 			}
-			cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			all := testenv.SessionEvents(t, pub.JetStream())
 			seen := map[string][]string{}
-			for range want {
-				m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
-				if err != nil {
-					t.Fatal(err)
-				}
-				e, err := events.Decode(m.Data())
-				if err != nil {
-					t.Fatal(err)
-				}
+			for _, e := range all {
 				seen[e.Data.UserID] = append(seen[e.Data.UserID], string(e.Type)+" "+e.Data.IP)
 			}
 			for i := range users {
@@ -153,8 +122,8 @@ func TestRelayOrderAcrossPartitions(t *testing.T) {
 					}
 				}
 			}
-			if info, err := stream.Info(ctx); err != nil || info.State.Msgs != want {
-				t.Fatalf("stream: %v, %+v", err, info)
+			if len(all) != want {
+				t.Fatalf("stream holds %d events, want %d", len(all), want)
 			}
 			for p := range events.Partitions {
 				if n := rdb.XLen(ctx, st.OutboxKey(p)).Val(); n != 0 {
@@ -162,5 +131,69 @@ func TestRelayOrderAcrossPartitions(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// lostAck publishes, then reports a failure once, as when JetStream's acks
+// are lost on the way back; meanwhile more events reach the outbox.
+type lostAck struct {
+	pub    *eventbus.Publisher
+	during func()
+	failed bool
+}
+
+func (l *lostAck) Publish(ctx context.Context, evs []events.Event) error {
+	if err := l.pub.Publish(ctx, evs); err != nil {
+		return err
+	}
+	if !l.failed {
+		l.failed = true
+		l.during()
+		return fmt.Errorf("acks lost")
+	}
+	return nil
+}
+
+// A relay whose publish failed after the events were stored retries the
+// same outbox entries, though more arrived meanwhile: they form the same
+// messages, which the stream drops as duplicates, and every event is in
+// the stream once.
+func TestRelayRetryPublishesTheSameMessages(t *testing.T) {
+	st, rdb, _ := newStore(t)
+	_, nc := testenv.NATS(t)
+	pub, err := eventbus.NewPublisher(nc, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := eventbus.EnsureSessionStream(ctx, pub.JetStream(), eventbus.DefaultStreamOptions()); err != nil {
+		t.Fatal(err)
+	}
+	svc, _ := sessions.NewService(st, sessions.DefaultPolicy(), nil)
+	login := func(tag string) {
+		for i := range 64 { // four users a partition: runs of session.created
+			if _, err := svc.Create(ctx, sessions.Caller{Name: "shop"}, sessions.CreateRequest{UserID: fmt.Sprintf("%s-%d", tag, i), IP: "192.0.2.1"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	login("a")
+	lost := &lostAck{pub: pub, during: func() { login("b") }}
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		_ = redisstore.NewRelay(st, rdb, lost, slog.New(slog.DiscardHandler), nil, redisstore.RelayConfig{}).Run(rctx)
+	}()
+	testenv.WaitSessionEvents(t, pub.JetStream(), 128)
+	time.Sleep(300 * time.Millisecond) // room for a duplicate to arrive
+	seen := map[string]int{}
+	for _, e := range testenv.SessionEvents(t, pub.JetStream()) {
+		seen[e.ID]++
+		if seen[e.ID] > 1 {
+			t.Errorf("event %s of %s stored twice", e.ID, e.Data.UserID)
+		}
+	}
+	if len(seen) != 128 {
+		t.Fatalf("%d events stored, want 128", len(seen))
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionmon/sessionmon/eventbus"
+	"github.com/sessionmon/sessionmon/events"
 	"github.com/sessionmon/sessionmon/httpapi"
 	"github.com/sessionmon/sessionmon/internal/cli"
 	"github.com/sessionmon/sessionmon/sessions"
@@ -30,6 +31,7 @@ type Config struct {
 	Policy          sessions.Policy
 	LimitMode       string
 	Stream          eventbus.StreamOptions
+	EventBatch      int // most events of one JetStream message
 	ShutdownTimeout time.Duration
 	LogLevel        string
 	LogFormat       string
@@ -59,6 +61,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	fs.String(&c.Policy.CookieName, "cookie-name", "SESSIONSVC_COOKIE_NAME", c.Policy.CookieName, "name of the session cookie handed to apps")
 	fs.Duration(&c.Stream.MaxAge, "stream-max-age", "SESSIONSVC_STREAM_MAX_AGE", c.Stream.MaxAge, "how long the SESSIONS stream keeps events")
 	fs.Int(&c.Stream.Replicas, "stream-replicas", "SESSIONSVC_STREAM_REPLICAS", c.Stream.Replicas, "replicas of the SESSIONS stream")
+	fs.Int(&c.EventBatch, "event-batch", "SESSIONSVC_EVENT_BATCH", eventbus.DefaultMaxBatch, "most events of one JetStream message: consecutive events of one subject share a message under load (1: one event a message)")
 	fs.Duration(&c.ShutdownTimeout, "shutdown-timeout", "SESSIONSVC_SHUTDOWN_TIMEOUT", 20*time.Second, "time to drain requests and flush the outbox on SIGTERM")
 	fs.String(&c.DebugAddr, "debug-addr", "SESSIONSVC_DEBUG_ADDR", "", "address of a pprof listener (off when empty; keep it private)")
 	fs.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
@@ -98,6 +101,9 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	}
 	if c.Stream.Replicas < 1 || c.Stream.Replicas > 5 {
 		bad("stream-replicas", fmt.Errorf("must be 1 to 5, got %d", c.Stream.Replicas))
+	}
+	if c.EventBatch < 1 || c.EventBatch > events.MaxBatchEvents {
+		bad("event-batch", fmt.Errorf("must be 1 to %d, got %d", events.MaxBatchEvents, c.EventBatch))
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown-timeout", errors.New("must be positive"))

@@ -113,64 +113,17 @@ func streamEvents(t *testing.T, nc *nats.Conn) []events.Event {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := js.Stream(ctx, events.StreamName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := int(info.State.Msgs)
-	c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []events.Event
-	for len(out) < n {
-		batch, err := c.Fetch(min(n-len(out), 500), jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for m := range batch.Messages() {
-			e, err := events.Decode(m.Data())
-			if err != nil {
-				t.Fatalf("stream holds an undecodable event: %v", err)
-			}
-			if _, _, err := events.ParseSubject(m.Subject()); err != nil {
-				t.Fatal(err)
-			}
-			if m.Subject() != events.SubjectFor(e) {
-				t.Fatalf("event %s on subject %s", e.Type, m.Subject())
-			}
-			out = append(out, e)
-		}
-	}
-	return out
+	return testenv.SessionEvents(t, js)
 }
 
-// waitStream waits until the stream holds n messages.
+// waitStream waits until the stream holds n events.
 func waitStream(t *testing.T, nc *nats.Conn, n int) {
 	t.Helper()
-	js, _ := jetstream.New(nc)
-	deadline := time.Now().Add(30 * time.Second)
-	var got uint64
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		if st, err := js.Stream(ctx, events.StreamName); err == nil {
-			if info, err := st.Info(ctx); err == nil {
-				got = info.State.Msgs
-			}
-		}
-		cancel()
-		if got >= uint64(n) {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("stream holds %d events, want %d", got, n)
+	testenv.WaitSessionEvents(t, js, n)
 }
 
 func TestEndToEnd(t *testing.T) {
@@ -335,6 +288,7 @@ func TestBadConfig(t *testing.T) {
 		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "NATS_TLS_CA": "/nonexistent/ca.crt"}, nil, "NATS_TLS_CA (-nats-tls-ca): open /nonexistent/ca.crt"},
 		{map[string]string{"SESSIONSVC_API_KEYS": appKey}, []string{"-nats-creds", "/nonexistent/sessionsvc.creds"}, "NATS_CREDS (-nats-creds): "},
 		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "NATS_URL": "http://nats:4222"}, nil, `NATS_URL (-nats-url): scheme "http"`},
+		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "SESSIONSVC_EVENT_BATCH": "0"}, nil, "SESSIONSVC_EVENT_BATCH (-event-batch): must be 1 to 4096, got 0"},
 		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "SESSIONSVC_METRICS_LISTEN": "nohost"}, nil, "SESSIONSVC_METRICS_LISTEN (-metrics-listen)"},
 		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "SESSIONSVC_METRICS_LISTEN": "127.0.0.1:8080"}, nil, "SESSIONSVC_METRICS_LISTEN (-metrics-listen): the API listens on 127.0.0.1:8080"},
 	}

@@ -110,7 +110,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	defer nc.Close()
-	pub, err := eventbus.NewPublisher(nc, 5*time.Second)
+	pub, err := eventbus.NewPublisher(nc, 5*time.Second, eventbus.MaxBatch(cfg.EventBatch))
 	if err != nil {
 		return err
 	}

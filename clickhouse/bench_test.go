@@ -280,11 +280,45 @@ func (t template) fill(seq uint64, at time.Time) []byte {
 	return b
 }
 
+// perMessage is how many events the benchmarks' producers put in one
+// message: AUDIT_BENCH_EVENTS_PER_MESSAGE, default 32. The session
+// service's publisher packs consecutive events of one subject into one
+// message (eventbus.Publisher); how many depends on the load and on how
+// often its relay steps (at most 62 a partition a step with the default
+// relay batch of 1,000). 1 is one event a message, as before batching.
+func perMessage() int {
+	return min(max(envInt("AUDIT_BENCH_EVENTS_PER_MESSAGE", 32), 1), events.MaxBatchEvents)
+}
+
+// message is the k events from seq+1 on, all stamped at, as one message
+// of partition seq/k%16 with its Nats-Msg-Id as the publisher sets it.
+func (t template) message(seq uint64, k int, at time.Time) *nats.Msg {
+	m := nats.NewMsg(fmt.Sprintf("sessions.%02d.session.accessed", (seq/uint64(k))%16))
+	id := fmt.Sprintf("%032x", seq+1)
+	if k == 1 {
+		m.Data = t.fill(seq+1, at)
+	} else {
+		id += "+" + strconv.Itoa(k)
+		m.Data = make([]byte, 0, k*(len(t.b)+1)+1)
+		m.Data = append(m.Data, '[')
+		for i := range k {
+			if i > 0 {
+				m.Data = append(m.Data, ',')
+			}
+			m.Data = append(m.Data, t.fill(seq+1+uint64(i), at)...)
+		}
+		m.Data = append(m.Data, ']')
+	}
+	m.Header.Set(jetstream.MsgIDHeader, id)
+	return m
+}
+
 // BenchmarkPipeline measures the audit writer end to end on this machine:
 // a JetStream server (file storage; in process, or AUDIT_BENCH_NATS_SERVER),
 // a producer publishing access events at AUDIT_BENCH_RATE events/s (default
 // 200,000) for AUDIT_BENCH_SECONDS (default 20) like the session service's
-// relay (async, the event ID as Nats-Msg-Id), the writer (one consumer,
+// relay (async, AUDIT_BENCH_EVENTS_PER_MESSAGE events a message: see
+// perMessage), the writer (one consumer,
 // batches of AUDIT_BENCH_BATCH, default the auditor's, or 1 s) and the
 // ClickHouse of CLICKHOUSE_ADDR. It reports what was published and stored,
 // and the end-to-end lag of each event, from its time (set when it is
@@ -298,14 +332,15 @@ func BenchmarkPipeline(b *testing.B) {
 	seconds := envInt("AUDIT_BENCH_SECONDS", 20)
 	p := newBenchPipeline(b)
 
-	// The producer: bursts every 10 ms, async publishes with the event ID
-	// as Nats-Msg-Id, like the session service's relay.
+	// The producer: bursts every 10 ms, async publishes of perMessage
+	// events a message, like the session service's relay.
 	var published, pubErrs atomic.Int64
 	stopPub := make(chan struct{})
 	var pubDone sync.WaitGroup
 	labelled("producer", func() {
 		pubDone.Go(func() {
 			tpl := newTemplate(1)
+			k := perMessage()
 			const tick = 10 * time.Millisecond
 			per := rate / 100
 			t := time.NewTicker(tick)
@@ -321,16 +356,14 @@ func BenchmarkPipeline(b *testing.B) {
 				// Catch up to the schedule if a tick was late.
 				due := int(time.Since(start)/tick) * per
 				for int(published.Load()) < due && !closed(stopPub) {
-					seq++
-					m := nats.NewMsg(fmt.Sprintf("sessions.%02d.session.accessed", seq%16))
-					m.Data = tpl.fill(seq, time.Now())
-					m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%032x", seq))
+					m := tpl.message(seq, k, time.Now())
 					if _, err := p.js.PublishMsgAsync(m); err != nil {
 						pubErrs.Add(1)
 						time.Sleep(time.Millisecond)
 						continue
 					}
-					published.Add(1)
+					seq += uint64(k)
+					published.Add(int64(k))
 				}
 			}
 		})
@@ -370,8 +403,8 @@ func BenchmarkPipeline(b *testing.B) {
 	b.ReportMetric(p99, "lag-p99-s")
 	b.ReportMetric(p999, "lag-p99.9-s")
 	b.ReportMetric(max, "lag-max-s")
-	b.Logf("rate %d/s for %ds, batches of %d: published %d (%d publish stalls), stored %d in %.1fs (%.1fs after publishing stopped); lag p50 %.3fs p99 %.3fs p99.9 %.3fs max %.3fs; %s",
-		rate, seconds, p.cfg.BatchSize, pubs, pubErrs.Load(), stored, drained.Seconds(), (drained - elapsed).Seconds(), p50, p99, p999, max, cpu)
+	b.Logf("rate %d/s for %ds, %d events a message, batches of %d: published %d (%d publish stalls), stored %d in %.1fs (%.1fs after publishing stopped); lag p50 %.3fs p99 %.3fs p99.9 %.3fs max %.3fs; %s",
+		rate, seconds, perMessage(), p.cfg.BatchSize, pubs, pubErrs.Load(), stored, drained.Seconds(), (drained - elapsed).Seconds(), p50, p99, p999, max, cpu)
 	if stored != uint64(pubs) {
 		b.Errorf("stored %d of %d", stored, pubs)
 	}
@@ -387,9 +420,10 @@ func BenchmarkDrain(b *testing.B) {
 	p := newBenchPipeline(b)
 	tpl := newTemplate(1)
 	at := time.Now()
-	for seq := 1; seq <= n; seq++ {
-		m := nats.NewMsg(fmt.Sprintf("sessions.%02d.session.accessed", seq%16))
-		m.Data = tpl.fill(uint64(seq), at)
+	k := perMessage()
+	n -= n % k
+	for seq := 0; seq < n; seq += k {
+		m := tpl.message(uint64(seq), k, at)
 		for {
 			if _, err := p.js.PublishMsgAsync(m); err == nil {
 				break
@@ -415,7 +449,7 @@ func BenchmarkDrain(b *testing.B) {
 	b.StopTimer()
 	_ = stop()
 	b.ReportMetric(float64(n)/elapsed.Seconds(), "stored/s")
-	b.Logf("%d events in batches of %d: %.0f stored/s; %s; peak heap %.0f MiB", n, p.cfg.BatchSize, float64(n)/elapsed.Seconds(), cpu, float64(peak)/(1<<20))
+	b.Logf("%d events, %d a message, in batches of %d: %.0f stored/s; %s; peak heap %.0f MiB", n, k, p.cfg.BatchSize, float64(n)/elapsed.Seconds(), cpu, float64(peak)/(1<<20))
 }
 
 type benchPipeline struct {
@@ -522,7 +556,8 @@ func (p *benchPipeline) rows(b *testing.B) uint64 {
 // BenchmarkJetStream measures what JetStream alone costs on this machine,
 // the floor under the audit pipeline, with no decoding and no ClickHouse:
 // publishing AUDIT_BENCH_EVENTS access events (default 300,000) as the
-// session service's relay does (async, the event ID as Nats-Msg-Id), then
+// session service's relay does (async, AUDIT_BENCH_EVENTS_PER_MESSAGE a
+// message), then
 // consuming them as the writer does (a durable pull consumer, 10,000 at a
 // time, MaxAckPending 20,000) with its explicit acks, and, for comparison,
 // with AckAll (one ack each 10,000, which the writer cannot use: it would
@@ -549,13 +584,14 @@ func BenchmarkJetStream(b *testing.B) {
 			}
 			tpl := newTemplate(1)
 			at := time.Now()
+			k := perMessage()
+			n -= n % k
+			msgs := n / k
 			pm := cpuMeter{natsPID: pid}
 			pm.start()
 			w0 := time.Now()
-			for seq := 1; seq <= n; seq++ {
-				m := nats.NewMsg(fmt.Sprintf("sessions.%02d.session.accessed", seq%16))
-				m.Data = tpl.fill(uint64(seq), at)
-				m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%032x", seq))
+			for seq := 0; seq < n; seq += k {
+				m := tpl.message(uint64(seq), k, at)
 				for {
 					if _, err := js.PublishMsgAsync(m); err == nil {
 						break
@@ -592,13 +628,13 @@ func BenchmarkJetStream(b *testing.B) {
 			}
 			defer it.Stop()
 			held := make([]jetstream.Msg, 0, pull)
-			for i := range n {
+			for i := range msgs {
 				m, err := it.Next()
 				if err != nil {
 					b.Fatal(err)
 				}
 				held = append(held, m)
-				if len(held) == pull || i == n-1 {
+				if len(held) == pull || i == msgs-1 {
 					if ack == "all" {
 						_ = held[len(held)-1].Ack()
 					} else {
@@ -615,7 +651,7 @@ func BenchmarkJetStream(b *testing.B) {
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(n)/time.Since(w0).Seconds(), "consumed/s")
-			b.Logf("consume, ack %s: %.0f events/s; %s", ack, float64(n)/time.Since(w0).Seconds(), cm.report(b, uint64(n)))
+			b.Logf("consume, ack %s, %d events a message: %.0f events/s; %s", ack, k, float64(n)/time.Since(w0).Seconds(), cm.report(b, uint64(n)))
 		})
 	}
 }

@@ -239,11 +239,39 @@ func waitAckFloor(t *testing.T, js jetstream.JetStream, name string, delivered u
 // from JetStream: decode, rules (default, with the test GeoIP databases),
 // alert publishing and acknowledgement, for the 16 partitions of one
 // detector (group 0 of 1). The backlog is stored first; only consuming is
-// timed.
+// timed. Two layouts of the same events:
 //
-//	go test -run XXX -bench DetectorConsume -benchtime 400000x ./eventbus/
+//   - relay: as the session service's relay publishes under load: each
+//     step of 1,000 events in partition order (it reads each partition's
+//     outbox in turn), consecutive events of one subject sharing a
+//     message (18 a message here: 62 events a partition a step, the
+//     session.created every 50 events cutting runs);
+//
+//   - per-message=1: one event a message, what the relay publishes under
+//     light load.
+//
+//     go test -run XXX -bench DetectorConsume -benchtime 400000x ./eventbus/
 func BenchmarkDetectorConsume(b *testing.B) {
-	_, js, pub := setup(b)
+	for _, layout := range []string{"relay", "per-message=1"} {
+		b.Run(layout, func(b *testing.B) {
+			_, nc := testenv.NATS(b)
+			var opts []eventbus.PublisherOption
+			if layout != "relay" {
+				opts = append(opts, eventbus.MaxBatch(1))
+			}
+			pub, err := eventbus.NewPublisher(nc, 10*time.Second, opts...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := eventbus.EnsureStreams(context.Background(), pub.JetStream(), eventbus.DefaultStreamOptions()); err != nil {
+				b.Fatal(err)
+			}
+			benchmarkConsume(b, pub.JetStream(), pub)
+		})
+	}
+}
+
+func benchmarkConsume(b *testing.B, js jetstream.JetStream, pub *eventbus.Publisher) {
 	ctx := context.Background()
 	p := geotest.MustBuild(b)
 	res, err := geo.Open(geo.Config{CityDB: p.City, ASNDB: p.ASN, AnonymousDB: p.Anonymous})
@@ -270,11 +298,24 @@ func BenchmarkDetectorConsume(b *testing.B) {
 			Data: events.Data{UserID: fmt.Sprintf("user-%d", u), SessionID: fmt.Sprintf("%02dsession%014d", u%16, u), App: "shop",
 				IP: fmt.Sprintf("%s%d", nets[u%len(nets)], u%60+1), UserAgent: "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0", Path: "/cart"}})
 		if len(batch) == cap(batch) || i == n-1 {
+			// The relay's order: partition by partition, each user's
+			// events in their order.
+			slices.SortStableFunc(batch, func(x, y events.Event) int {
+				return events.PartitionOf(x.Data.UserID) - events.PartitionOf(y.Data.UserID)
+			})
 			if err := pub.Publish(ctx, batch); err != nil {
 				b.Fatal(err)
 			}
 			batch = batch[:0]
 		}
+	}
+	stream, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		b.Fatal(err)
+	}
+	si, err := stream.Info(ctx)
+	if err != nil {
+		b.Fatal(err)
 	}
 	var handled atomic.Int64
 	sink := countingSink{AlertPublisher: eventbus.NewAlertPublisher(js, "bench")}
@@ -291,6 +332,7 @@ func BenchmarkDetectorConsume(b *testing.B) {
 	wg.Wait()
 	src.Close()
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(n)/float64(si.State.Msgs), "events/msg")
 }
 
 // countingSource counts the deliveries handled.

@@ -24,6 +24,7 @@ type Engine struct {
 	byType   rulesByType
 	geo      geo.Resolver
 	clock    time.Time // the newest event time seen
+	clockSet bool      // an event was seen (the zero time is no lower bound: times before year 1 exist)
 	users    map[string]*userState
 	sessions map[string]*sessionState
 	ips      map[netip.Addr]*ipState
@@ -244,14 +245,21 @@ func (e *Engine) Size() (users, sessions, ips int) { return len(e.users), len(e.
 // Process evaluates one event and returns the alerts it raises, in rule
 // order. Alerts carry the action the rule asks for; carrying it out is the
 // caller's business.
+//
+// Process takes any event time without a panic: windows count times
+// before 1970 and past 2262 (see counter.add), and times centuries apart
+// are as far apart as a time.Duration holds. But the engine runs on the
+// newest event time it has seen, so an event dated in the future moves
+// every window forward: the service and Replay refuse absurd times (see
+// CheckTime) before they get here.
 func (e *Engine) Process(ev events.Event) []events.Alert {
 	// The rules take the event by pointer: it is large, and they are many.
 	return e.process(&ev)
 }
 
 func (e *Engine) process(ev *events.Event) []events.Alert {
-	if ev.Time.After(e.clock) {
-		e.clock = ev.Time
+	if ev.Time.After(e.clock) || !e.clockSet {
+		e.clock, e.clockSet = ev.Time, true
 	}
 	var out []events.Alert
 	ip, _ := netip.ParseAddr(ev.Data.IP)
@@ -463,11 +471,7 @@ func (e *Engine) travel(ev *events.Event, ip netip.Addr, loc *geo.Location, u *u
 		}
 		// Events out of order or at the same instant (clock skew between
 		// app servers) are compared over at least one second.
-		elapsed := ev.Time.Sub(prev.t)
-		if elapsed < 0 {
-			elapsed = -elapsed
-		}
-		elapsed = max(elapsed, time.Second)
+		elapsed := max(apart(ev.Time, prev.t), time.Second)
 		speed := eff / elapsed.Hours()
 		if speed <= r.MaxSpeedKmh || e.cooling(r, ev.Data.UserID, ev.Time) {
 			continue
@@ -505,12 +509,12 @@ func (e *Engine) newCountry(ev *events.Event, ip netip.Addr, loc *geo.Location, 
 		if len(u.countries) == 0 || allowed(r, ev.Data.UserID, ip, loc.ASN) {
 			continue // no history yet: nothing to compare with
 		}
-		if idx >= 0 && ev.Time.Sub(u.countries[idx].last) <= r.History.D() || e.cooling(r, ev.Data.UserID+"\x00"+loc.Country, ev.Time) {
+		if idx >= 0 && apart(ev.Time, u.countries[idx].last) <= r.History.D() || e.cooling(r, ev.Data.UserID+"\x00"+loc.Country, ev.Time) {
 			continue
 		}
 		var known []string
 		for _, c := range u.countries {
-			if ev.Time.Sub(c.last) <= r.History.D() {
+			if apart(ev.Time, c.last) <= r.History.D() {
 				known = append(known, c.code)
 			}
 		}
@@ -548,7 +552,7 @@ func (e *Engine) shared(ev *events.Event, ip netip.Addr, s *sessionState) []even
 		n := network(ip)
 		idx := slices.IndexFunc(s.ips, func(x ipSeen) bool { return x.net == n })
 		if idx >= 0 && prevIP.IsValid() && network(prevIP) != n {
-			interleaved, since = true, ev.Time.Sub(s.ips[idx].last)
+			interleaved, since = true, apart(ev.Time, s.ips[idx].last)
 		}
 		if idx >= 0 {
 			s.ips[idx].last = ev.Time
@@ -683,8 +687,8 @@ func (e *Engine) failedLogin(ev *events.Event, ip netip.Addr) []events.Alert {
 			users = map[string]time.Time{}
 			st.failed[r.Name] = users
 		}
-		if ev.Time.After(users[ev.Data.UserID]) {
-			users[ev.Data.UserID] = ev.Time
+		if last, ok := users[ev.Data.UserID]; !ok || ev.Time.After(last) {
+			users[ev.Data.UserID] = ev.Time // (an absent user's zero time is no later time)
 		}
 		if len(users) < r.DistinctUsers || e.cooling(r, ip.String(), ev.Time) {
 			continue
@@ -782,6 +786,18 @@ func (e *Engine) gc() {
 			}
 		}
 	}
+}
+
+// apart is how far apart two times are, in either order: at most the
+// longest time.Duration (292 years). Out-of-order events count as close
+// as they are, not as within every window for being earlier.
+// (-a.Sub(b) is no distance: a.Sub(b) saturates at the shortest Duration,
+// which has no opposite.)
+func apart(a, b time.Time) time.Duration {
+	if a.Before(b) {
+		return b.Sub(a)
+	}
+	return a.Sub(b)
 }
 
 // latest is the later of two times.

@@ -56,7 +56,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"rule", "severity", "action"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "dead_letters_total",
-			Help: "Malformed messages sent to the dead-letter stream, by the field that was wrong.",
+			Help: "Malformed messages sent to the dead-letter stream, by the field that was wrong (time_out_of_range, time_in_future: an event time the detector refuses).",
 		}, []string{"reason"}),
 		sinkErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "publish_errors_total",

@@ -19,7 +19,8 @@ type ReplayStats struct {
 // order) to the engine and writes each alert it raises to w as a JSON line.
 // It runs on the events' own clock, so the same input gives the same
 // output. A line that is not a valid event stops the replay with an error
-// naming the line.
+// naming the line, and so does an event whose time the detector refuses
+// (CheckTime: the live service dead-letters it).
 func Replay(e *Engine, r io.Reader, w io.Writer) (ReplayStats, error) {
 	var st ReplayStats
 	sc := bufio.NewScanner(r)
@@ -31,6 +32,9 @@ func Replay(e *Engine, r io.Reader, w io.Writer) (ReplayStats, error) {
 			continue
 		}
 		ev, err := events.Decode(b)
+		if err == nil {
+			err = CheckTime(ev.Time)
+		}
 		if err != nil {
 			return st, fmt.Errorf("line %d: %w", line, err)
 		}
@@ -56,11 +60,16 @@ func trimSpace(b []byte) []byte {
 }
 
 // ReplayEach is Replay over events handed over by each (a reader of the
-// audit log, say), which calls its argument for every event in order.
+// audit log, say), which calls its argument for every event in order. An
+// event whose time the detector refuses stops it with an error naming the
+// event.
 func ReplayEach(e *Engine, each func(fn func(events.Event) error) error, w io.Writer) (ReplayStats, error) {
 	var st ReplayStats
 	enc := json.NewEncoder(w)
 	err := each(func(ev events.Event) error {
+		if err := CheckTime(ev.Time); err != nil {
+			return fmt.Errorf("event %s: %w", ev.ID, err)
+		}
 		st.Events++
 		for _, a := range e.Process(ev) {
 			st.Alerts++

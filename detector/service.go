@@ -2,6 +2,7 @@ package detector
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -56,6 +57,8 @@ type Service struct {
 	log     *slog.Logger
 	metrics *Metrics
 	now     func() time.Time
+	// maxFuture is how far ahead of now an event time may be.
+	maxFuture time.Duration
 
 	reload chan *rules.Set
 	ready  chan struct{}
@@ -80,6 +83,10 @@ type ServiceConfig struct {
 	Log     *slog.Logger
 	Metrics *Metrics // nil: not measured
 	Now     func() time.Time
+	// MaxFuture is how far ahead of Now an event's time may be; a later
+	// one is dead-lettered (time_in_future), as is one outside CheckTime
+	// (time_out_of_range). Zero means DefaultMaxFuture.
+	MaxFuture time.Duration
 }
 
 // NewService returns a service; Run starts it.
@@ -93,8 +100,11 @@ func NewService(c ServiceConfig) *Service {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.MaxFuture <= 0 {
+		c.MaxFuture = DefaultMaxFuture
+	}
 	return &Service{engine: c.Engine, source: c.Source, sink: c.Sink, warmup: c.Warmup, log: c.Log,
-		metrics: c.Metrics, now: c.Now, reload: make(chan *rules.Set), ready: make(chan struct{}), stats: make(chan chan Stats)}
+		metrics: c.Metrics, now: c.Now, maxFuture: c.MaxFuture, reload: make(chan *rules.Set), ready: make(chan struct{}), stats: make(chan chan Stats)}
 }
 
 // Ready is closed once the warm-up is over and live events flow.
@@ -131,8 +141,14 @@ func (s *Service) Stats(ctx context.Context) (Stats, error) {
 // on a clean stop; errors of the source end it.
 func (s *Service) Run(ctx context.Context) error {
 	start := s.now()
-	n := 0
+	n, refused := 0, 0
 	err := s.source.History(ctx, start.Add(-s.warmup), func(ev events.Event) {
+		// An event whose time the live service refuses was dead-lettered
+		// then; it must not move the engine's clock now either.
+		if checkLive(ev.Time, start, s.maxFuture) != nil {
+			refused++
+			return
+		}
 		n++
 		s.engine.Process(ev) // its alerts were raised before this start
 	})
@@ -141,6 +157,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.metrics.warmupEvents.Add(float64(n))
 	s.metrics.warmupSeconds.Set(s.now().Sub(start).Seconds())
+	if refused > 0 {
+		s.log.Warn("warm-up skipped events whose time the detector refuses (dead-lettered when they came)", "events", refused)
+	}
 	s.log.Info("warm-up done", "events", n, "since", start.Add(-s.warmup), "took", s.now().Sub(start).Round(time.Millisecond))
 	close(s.ready)
 
@@ -195,6 +214,17 @@ func (s *Service) pump(ctx context.Context, out chan<- nextResult) {
 // stream waits rather than loses an alert. It fails only when ctx ends,
 // and then leaves the delivery unacknowledged for the next start.
 func (s *Service) handle(ctx context.Context, d Delivery) error {
+	now := s.now()
+	if d.Err == nil {
+		// A time before 2000 or in the future is malformed too: the
+		// engine runs on event time (see CheckTime).
+		if err := checkLive(d.Event.Time, now, s.maxFuture); err != nil {
+			d.Err = err
+			if d.Data == nil {
+				d.Data = encodeRefused(d.Event)
+			}
+		}
+	}
 	if d.Err != nil {
 		reason := deadLetterReason(d.Err)
 		s.metrics.deadLetters.WithLabelValues(reason).Inc()
@@ -208,7 +238,7 @@ func (s *Service) handle(ctx context.Context, d Delivery) error {
 	}
 	ev := d.Event
 	s.metrics.eventsFor(ev.Type).Inc()
-	s.metrics.lag.Observe(max(0, s.now().Sub(ev.Time).Seconds()))
+	s.metrics.lag.Observe(max(0, now.Sub(ev.Time).Seconds()))
 	alerts := s.engine.Process(ev)
 	if len(alerts) > 0 {
 		if err := s.retry(ctx, "publish alerts", func() error { return s.sink.PublishAlerts(ctx, alerts) }); err != nil {
@@ -248,13 +278,33 @@ func (s *Service) retry(ctx context.Context, what string, f func() error) error 
 }
 
 // deadLetterReason is a bounded label for why an event was refused: the
-// field a DecodeError names, or "malformed".
+// field a DecodeError names, the reason of a TimeError, or "malformed".
 func deadLetterReason(err error) string {
+	var te *TimeError
+	if errors.As(err, &te) {
+		return te.Reason
+	}
 	var de *events.DecodeError
 	if errors.As(err, &de) && de.Field != "" && len(de.Field) <= 32 {
 		return de.Field
 	}
 	return "malformed"
+}
+
+// encodeRefused is the dead letter of an event that decoded (sources keep
+// the raw message only of those that did not): the event encoded again,
+// or, when its time is past year 9999 in UTC, which JSON does not encode,
+// with the time as it was written.
+func encodeRefused(ev events.Event) []byte {
+	if b, err := ev.Encode(); err == nil {
+		return b
+	}
+	b, _ := json.Marshal(map[string]any{
+		"specversion": events.SpecVersion, "id": ev.ID, "source": ev.Source, "type": ev.Type,
+		"time": ev.Time.Format(time.RFC3339Nano), "subject": ev.Data.SessionID,
+		"datacontenttype": "application/json", "dataschema": events.DataSchema, "data": ev.Data,
+	})
+	return b
 }
 
 // Partitions returns the stream partitions that detector group `group` of

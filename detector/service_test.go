@@ -62,6 +62,7 @@ type fakeSink struct {
 	fail    int
 	alerts  []events.Alert
 	letters []string
+	data    [][]byte // of the letters
 	actions []events.Action
 }
 
@@ -83,13 +84,14 @@ func (f *fakeSink) PublishAlerts(_ context.Context, as []events.Alert) error {
 	return nil
 }
 
-func (f *fakeSink) DeadLetter(_ context.Context, subject string, _ []byte, reason string) error {
+func (f *fakeSink) DeadLetter(_ context.Context, subject string, data []byte, reason string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.try(); err != nil {
 		return err
 	}
 	f.letters = append(f.letters, subject+": "+reason)
+	f.data = append(f.data, data)
 	return nil
 }
 

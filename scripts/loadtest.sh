@@ -42,7 +42,8 @@ else
 fi
 go build -o "$work/seedsessions" ./tools/seedsessions
 
-nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$work/nats" -l "$work/nats.log" &
+MON_PORT=${LOAD_NATS_MONITOR_PORT:-18222}
+nats-server -a 127.0.0.1 -p "$NATS_PORT" -m "$MON_PORT" -js -sd "$work/nats" -l "$work/nats.log" &
 pids+=($!)
 KEY=load-app-secret-0123456789abcdef
 SESSIONSVC_API_KEYS="load:app:$KEY" "$work/sessionsvc" -listen "127.0.0.1:$PORT" \
@@ -55,6 +56,8 @@ for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&
 "$work/seedsessions" -url "http://127.0.0.1:$PORT" -key "$KEY" -n 2000 -out "$work/tokens.txt"
 
 stream_msgs() { curl -fsS "http://127.0.0.1:$PORT/metrics" | awk '/^sessionmon_outbox_events_published_total/ {print $2}'; }
+# Messages in JetStream (a message holds one event or a batch of them).
+js_msgs() { curl -fsS "http://127.0.0.1:$MON_PORT/jsz" | tr ',' '\n' | awk -F: '/"messages"/ {gsub(/[^0-9]/, "", $2); print $2; exit}'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/${1:-$svc}/stat"; }
 redis_pid=$(pgrep -o redis-server || true)
 nats_pid=${pids[0]}
@@ -63,6 +66,7 @@ nats_pid=${pids[0]}
 TOKENS="$work/tokens.txt" API_KEY="$KEY" wrk -t"$THREADS" -c"$CONNS" -d3s -s scripts/load/validate.lua "http://127.0.0.1:$PORT" >/dev/null
 sleep 1
 pub0=$(stream_msgs)
+msgs0=$(js_msgs)
 cpu0=$(cpu_ticks)
 rcpu0=$(cpu_ticks "$redis_pid"); ncpu0=$(cpu_ticks "$nats_pid")
 if [[ -n "${PROFILE:-}" ]]; then
@@ -79,12 +83,14 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 pub1=$(stream_msgs)
+msgs1=$(js_msgs)
 reqs=$(awk '/^requests / {print $2}' "$work/wrk.txt")
 hz=$(getconf CLK_TCK)
 awk -v c0="$cpu0" -v c1="$cpu1" -v r0="$rcpu0" -v r1="$rcpu1" -v m0="$ncpu0" -v m1="$ncpu1" \
-  -v hz="$hz" -v n="$reqs" -v p0="$pub0" -v p1="$pub1" 'BEGIN {
+  -v hz="$hz" -v n="$reqs" -v p0="$pub0" -v p1="$pub1" -v j0="$msgs0" -v j1="$msgs1" 'BEGIN {
   printf "server_cpu_us_per_validate %.1f\n", (c1 - c0) / hz * 1e6 / n
   printf "redis_cpu_us_per_validate %.1f\n", (r1 - r0) / hz * 1e6 / n
   printf "nats_cpu_us_per_validate %.1f\n", (m1 - m0) / hz * 1e6 / n
   printf "events_published %d (validates %d)\n", p1 - p0, n
+  printf "jetstream_messages %d (%.1f events a message)\n", j1 - j0, (p1 - p0) / (j1 - j0 > 0 ? j1 - j0 : 1)
 }'

@@ -293,8 +293,8 @@ func TestClickHouseDown(t *testing.T) {
 	// is in the stream and in the lag metrics.
 	time.Sleep(3 * p.cfg.AckWait)
 	i := p.info(t)
-	if i.AckFloor.Consumer != 2000 || i.NumPending+uint64(i.NumAckPending) != 3000 || i.NumRedelivered != 0 {
-		t.Fatalf("while down: ack floor %d, pending %d + %d, redelivered %d", i.AckFloor.Consumer, i.NumPending, i.NumAckPending, i.NumRedelivered)
+	if i.AckFloor.Stream != 2000 || i.NumPending+uint64(i.NumAckPending) != 3000 || i.NumRedelivered != 0 {
+		t.Fatalf("while down: ack floor %d, pending %d + %d, redelivered %d", i.AckFloor.Stream, i.NumPending, i.NumAckPending, i.NumRedelivered)
 	}
 	var lag float64
 	for _, m := range gather(t, p.reg) {

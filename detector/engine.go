@@ -744,47 +744,32 @@ func (e *Engine) gc() {
 	// Each map is walked only if its oldest entry may have run out (seen
 	// times only grow, so the low water mark is a lower bound): walking
 	// every session each minute of event time cost more than the rules.
-	if w := &e.oldestSession; w.set && e.clock.Sub(w.t) > keepSession {
-		*w = lowWater{}
-		for k, s := range e.sessions {
-			if e.clock.Sub(s.seen) > keepSession {
-				delete(e.sessions, k)
-			} else {
-				w.note(s.seen)
-			}
-		}
+	sweep(e.sessions, &e.oldestSession, e.clock, keepSession, func(s *sessionState) time.Time { return s.seen }, nil)
+	sweep(e.ips, &e.oldestIP, e.clock, keepIP, func(s *ipState) time.Time { return s.seen }, func(s *ipState) { s.gone = true })
+	sweep(e.users, &e.oldestUser, e.clock, keepUser, func(u *userState) time.Time { return u.seen }, func(u *userState) { u.gone = true })
+	// A cooldown runs out at its end, kept as the entry.
+	sweep(e.cooldown, &e.firstCoolEnd, e.clock, 0, func(end time.Time) time.Time { return end }, nil)
+}
+
+// sweep deletes the entries of m whose time (seen) is more than keep
+// before now, marking each with gone (when not nil), once the low water
+// mark w says one may be that old; it notes the other entries' times in w
+// anew.
+func sweep[K comparable, V any](m map[K]V, w *lowWater, now time.Time, keep time.Duration, seen func(V) time.Time, gone func(V)) {
+	if !w.set || now.Sub(w.t) <= keep {
+		return
 	}
-	if w := &e.oldestIP; w.set && e.clock.Sub(w.t) > keepIP {
-		*w = lowWater{}
-		for k, s := range e.ips {
-			if e.clock.Sub(s.seen) > keepIP {
-				s.gone = true
-				delete(e.ips, k)
-			} else {
-				w.note(s.seen)
-			}
+	*w = lowWater{}
+	for k, v := range m {
+		t := seen(v)
+		if now.Sub(t) <= keep {
+			w.note(t)
+			continue
 		}
-	}
-	if w := &e.oldestUser; w.set && e.clock.Sub(w.t) > keepUser {
-		*w = lowWater{}
-		for k, u := range e.users {
-			if e.clock.Sub(u.seen) > keepUser {
-				u.gone = true
-				delete(e.users, k)
-			} else {
-				w.note(u.seen)
-			}
+		if gone != nil {
+			gone(v)
 		}
-	}
-	if w := &e.firstCoolEnd; w.set && e.clock.After(w.t) {
-		*w = lowWater{}
-		for k, t := range e.cooldown {
-			if e.clock.After(t) {
-				delete(e.cooldown, k)
-			} else {
-				w.note(t)
-			}
-		}
+		delete(m, k)
 	}
 }
 

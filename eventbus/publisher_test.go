@@ -43,6 +43,20 @@ func stored(t *testing.T, js jetstream.JetStream, n int) []storedMsg {
 	return out
 }
 
+// streamPublisher is a publisher with the streams in place.
+func streamPublisher(t *testing.T, opts ...eventbus.PublisherOption) *eventbus.Publisher {
+	t.Helper()
+	_, nc := testenv.NATS(t)
+	pub, err := eventbus.NewPublisher(nc, 5*time.Second, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eventbus.EnsureStreams(context.Background(), pub.JetStream(), eventbus.DefaultStreamOptions()); err != nil {
+		t.Fatal(err)
+	}
+	return pub
+}
+
 func ids(msgs []storedMsg) []string {
 	var out []string
 	for _, m := range msgs {
@@ -102,15 +116,8 @@ func TestPublishWithoutStreamFailsAndTheRetryKeepsOrder(t *testing.T) {
 // of either starts a new one, so subjects still name partition and type,
 // and the stream holds every event in the order given.
 func TestPublishBatchesRunsOfOneSubject(t *testing.T) {
-	_, nc := testenv.NATS(t)
-	pub, err := eventbus.NewPublisher(nc, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := streamPublisher(t)
 	ctx := context.Background()
-	if err := eventbus.EnsureStreams(ctx, pub.JetStream(), eventbus.DefaultStreamOptions()); err != nil {
-		t.Fatal(err)
-	}
 	a, b := userIn(1, 0), userIn(2, 0)
 	now := time.Now()
 	var evs []events.Event
@@ -167,15 +174,8 @@ func TestPublishBatchesRunsOfOneSubject(t *testing.T) {
 // A batch stays far below the server's largest message: big events cut it
 // by size before MaxBatch.
 func TestPublishCutsBatchesBySize(t *testing.T) {
-	_, nc := testenv.NATS(t)
-	pub, err := eventbus.NewPublisher(nc, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := streamPublisher(t)
 	ctx := context.Background()
-	if err := eventbus.EnsureStreams(ctx, pub.JetStream(), eventbus.DefaultStreamOptions()); err != nil {
-		t.Fatal(err)
-	}
 	user := userIn(3, 0)
 	var evs []events.Event
 	for i := range 100 {

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/sessionmon/sessionmon/eventbus"
 	"github.com/sessionmon/sessionmon/events"
 	"github.com/sessionmon/sessionmon/internal/testenv"
@@ -15,20 +17,31 @@ import (
 	"github.com/sessionmon/sessionmon/sessions"
 )
 
-// When the instance relaying the outbox stops, another takes its leases
-// over and nothing is lost or published twice.
-func TestRelayFailover(t *testing.T) {
+// relayEnv is a store, a publisher with the SESSIONS stream in place,
+// and a session service on the store.
+func relayEnv(t *testing.T) (*redisstore.Store, *redis.Client, *eventbus.Publisher, *sessions.Service) {
+	t.Helper()
 	st, rdb, _ := newStore(t)
 	_, nc := testenv.NATS(t)
 	pub, err := eventbus.NewPublisher(nc, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	if _, err := eventbus.EnsureSessionStream(ctx, pub.JetStream(), eventbus.DefaultStreamOptions()); err != nil {
+	if _, err := eventbus.EnsureSessionStream(context.Background(), pub.JetStream(), eventbus.DefaultStreamOptions()); err != nil {
 		t.Fatal(err)
 	}
-	svc, _ := sessions.NewService(st, sessions.DefaultPolicy(), nil)
+	svc, err := sessions.NewService(st, sessions.DefaultPolicy(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, rdb, pub, svc
+}
+
+// When the instance relaying the outbox stops, another takes its leases
+// over and nothing is lost or published twice.
+func TestRelayFailover(t *testing.T) {
+	st, rdb, pub, svc := relayEnv(t)
+	ctx := context.Background()
 	login := func(n int, tag string) {
 		for i := range n {
 			if _, err := svc.Create(ctx, sessions.Caller{Name: "shop"}, sessions.CreateRequest{UserID: fmt.Sprintf("%s-%d", tag, i), IP: "192.0.2.1"}); err != nil {
@@ -159,17 +172,8 @@ func (l *lostAck) Publish(ctx context.Context, evs []events.Event) error {
 // messages, which the stream drops as duplicates, and every event is in
 // the stream once.
 func TestRelayRetryPublishesTheSameMessages(t *testing.T) {
-	st, rdb, _ := newStore(t)
-	_, nc := testenv.NATS(t)
-	pub, err := eventbus.NewPublisher(nc, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, rdb, pub, svc := relayEnv(t)
 	ctx := context.Background()
-	if _, err := eventbus.EnsureSessionStream(ctx, pub.JetStream(), eventbus.DefaultStreamOptions()); err != nil {
-		t.Fatal(err)
-	}
-	svc, _ := sessions.NewService(st, sessions.DefaultPolicy(), nil)
 	login := func(tag string) {
 		for i := range 64 { // four users a partition: runs of session.created
 			if _, err := svc.Create(ctx, sessions.Caller{Name: "shop"}, sessions.CreateRequest{UserID: fmt.Sprintf("%s-%d", tag, i), IP: "192.0.2.1"}); err != nil {

@@ -294,20 +294,14 @@ func perMessage() int {
 // of partition seq/k%16 with its Nats-Msg-Id as the publisher sets it.
 func (t template) message(seq uint64, k int, at time.Time) *nats.Msg {
 	m := nats.NewMsg(fmt.Sprintf("sessions.%02d.session.accessed", (seq/uint64(k))%16))
+	parts := make([][]byte, k)
+	for i := range parts {
+		parts[i] = t.fill(seq+1+uint64(i), at)
+	}
+	m.Data = events.JoinBatch(make([]byte, 0, k*(len(t.b)+1)+1), parts)
 	id := fmt.Sprintf("%032x", seq+1)
-	if k == 1 {
-		m.Data = t.fill(seq+1, at)
-	} else {
+	if k > 1 {
 		id += "+" + strconv.Itoa(k)
-		m.Data = make([]byte, 0, k*(len(t.b)+1)+1)
-		m.Data = append(m.Data, '[')
-		for i := range k {
-			if i > 0 {
-				m.Data = append(m.Data, ',')
-			}
-			m.Data = append(m.Data, t.fill(seq+1+uint64(i), at)...)
-		}
-		m.Data = append(m.Data, ']')
 	}
 	m.Header.Set(jetstream.MsgIDHeader, id)
 	return m

@@ -447,12 +447,7 @@ func (c *AuditConsumer) stage(ctx context.Context, s *staged, m jetstream.Msg) b
 		return c.deadLetter(ctx, m.Subject(), m.Data(), "invalid", err)
 	}
 	s.events += len(parts)
-	stored := 0
-	defer func() {
-		if stored == 0 {
-			s.lost++
-		}
-	}()
+	rejected := 0
 	for _, b := range parts {
 		if err := s.batch.Add(m.Subject(), b); err != nil {
 			reason := "invalid"
@@ -463,10 +458,12 @@ func (c *AuditConsumer) stage(ctx context.Context, s *staged, m jetstream.Msg) b
 			if !c.deadLetter(ctx, m.Subject(), b, reason, err) {
 				return false
 			}
+			rejected++
 			s.rejected++
-			continue
 		}
-		stored++
+	}
+	if rejected == len(parts) {
+		s.lost++
 	}
 	return true
 }

@@ -132,11 +132,12 @@ func (p *Publisher) JetStream() jetstream.JetStream { return p.js }
 // duplicate window drops those already stored.
 func (p *Publisher) Publish(ctx context.Context, evs []events.Event) error {
 	futs := make([]jetstream.PubAckFuture, 0, len(evs)/4+1)
-	var carry []byte // an event encoded for a message it did not fit in
+	var parts [][]byte // the encoded events of the message being made
+	var carry []byte   // an event encoded for a message it did not fit in
 	for i := 0; i < len(evs); {
 		part, typ := events.PartitionOf(evs[i].Data.UserID), evs[i].Type
-		data := []byte{'['}
-		j := i
+		parts = parts[:0]
+		size, j := 2, i // the brackets of a batch
 		for j < len(evs) && j-i < p.maxBatch {
 			e := &evs[j]
 			if j > i && (e.Type != typ || events.PartitionOf(e.Data.UserID) != part) {
@@ -150,24 +151,21 @@ func (p *Publisher) Publish(ctx context.Context, evs []events.Event) error {
 				}
 			}
 			carry = nil
-			if j > i && len(data)+len(b)+2 > p.maxBytes {
+			if j > i && size+len(b)+1 > p.maxBytes {
 				carry = b
 				break
 			}
-			if j > i {
-				data = append(data, ',')
-			}
-			data = append(data, b...)
+			parts = append(parts, b)
+			size += len(b) + 1
 			j++
 		}
 		m := nats.NewMsg(events.Subject(part, typ))
+		m.Data = events.JoinBatch(make([]byte, 0, size), parts)
 		id := evs[i].ID
-		if n := j - i; n > 1 {
-			m.Data = append(data, ']')
+		if n := len(parts); n > 1 {
 			id += "+" + strconv.Itoa(n)
 			m.Header.Set("Content-Type", events.BatchContentType)
 		} else {
-			m.Data = data[1:]
 			m.Header.Set("Content-Type", events.ContentType)
 		}
 		// No retries inside nats.go: it re-sends a message the stream was

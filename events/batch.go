@@ -31,22 +31,31 @@ const (
 // EncodeBatch appends the encoding of evs as one message to dst: the event
 // itself when there is one, a CloudEvents JSON batch otherwise.
 func EncodeBatch(dst []byte, evs []Event) ([]byte, error) {
-	if len(evs) == 1 {
-		b, err := evs[0].Encode()
-		return append(dst, b...), err
-	}
-	dst = append(dst, '[')
+	parts := make([][]byte, len(evs))
 	for i, e := range evs {
 		b, err := e.Encode()
 		if err != nil {
 			return dst, fmt.Errorf("event %s: %w", e.ID, err)
 		}
+		parts[i] = b
+	}
+	return JoinBatch(dst, parts), nil
+}
+
+// JoinBatch appends to dst the message of events already encoded: the
+// event itself when there is one, their CloudEvents JSON batch otherwise.
+func JoinBatch(dst []byte, parts [][]byte) []byte {
+	if len(parts) == 1 {
+		return append(dst, parts[0]...)
+	}
+	dst = append(dst, '[')
+	for i, b := range parts {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
 		dst = append(dst, b...)
 	}
-	return append(dst, ']'), nil
+	return append(dst, ']')
 }
 
 // Split returns the encoded events a message holds: the message itself

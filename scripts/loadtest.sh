@@ -52,7 +52,7 @@ fi
 go build -o "$work/seedsessions" ./tools/seedsessions
 
 MON_PORT=${LOAD_NATS_MONITOR_PORT:-18222}
-nats-server -a 127.0.0.1 -p "$NATS_PORT" -m "$MON_PORT" -js -sd "$work/nats" -l "$work/nats.log" &
+env -u GOMAXPROCS nats-server -a 127.0.0.1 -p "$NATS_PORT" -m "$MON_PORT" -js -sd "$work/nats" -l "$work/nats.log" &
 pids+=($!)
 KEY=load-app-secret-0123456789abcdef
 SESSIONSVC_API_KEYS="load:app:$KEY" "$work/sessionsvc" -listen "127.0.0.1:$PORT" \

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -77,8 +76,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	fs.String(&c.TLSCert, "tls-cert", "ALERTER_TLS_CERT", "", "TLS certificate file (serve HTTPS; without it, put a TLS proxy in front)")
 	fs.String(&c.TLSKey, "tls-key", "ALERTER_TLS_KEY", "", "TLS key file")
 	fs.Duration(&c.ShutdownTimeout, "shutdown-timeout", "ALERTER_SHUTDOWN_TIMEOUT", 20*time.Second, "time to drain requests on SIGTERM")
-	fs.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
-	fs.String(&c.LogFormat, "log-format", "LOG_FORMAT", "json", "json or text")
+	fs.Logging(&c.LogLevel, &c.LogFormat)
 	fs.Version()
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -86,32 +84,27 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (subcommand: hash-password)", fs.Arg(0))
 	}
-	var errs []error
-	bad := func(flag string, err error) { errs = append(errs, fmt.Errorf("%s: %w", fs.Setting(flag), err)) }
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		bad("listen", err)
-	}
-	if err := c.NATS.Check(); err != nil {
-		errs = append(errs, err)
-	}
+	p := fs.Problems()
+	p.Listen("listen", c.Listen)
+	p.Add(c.NATS.Check())
 	if u, err := url.Parse(c.SessionsvcURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("sessionsvc-url", errors.New("want http(s)://host:port"))
+		p.Bad("sessionsvc-url", errors.New("want http(s)://host:port"))
 	}
 	if c.SessionsvcKey == "" {
-		bad("sessionsvc-api-key", errors.New("required: an admin API key of the session service"))
+		p.Bad("sessionsvc-api-key", errors.New("required: an admin API key of the session service"))
 	}
 	if c.ClickHouseURL != "" && c.ClickHouseURL != ClickHouseOff {
 		if _, _, err := clickhouse.ParseURL(c.ClickHouseURL); err != nil {
-			bad("clickhouse-url", err)
+			p.Bad("clickhouse-url", err)
 		}
 	}
 	if c.ConsoleURL != "" {
 		if u, err := url.Parse(c.ConsoleURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("console-url", errors.New("want http(s)://host[:port]"))
+			p.Bad("console-url", errors.New("want http(s)://host[:port]"))
 		}
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
-		bad("bucket-replicas", fmt.Errorf("must be 1 to 5, got %d", c.Replicas))
+		p.Bad("bucket-replicas", fmt.Errorf("must be 1 to 5, got %d", c.Replicas))
 	}
 	for _, d := range []struct {
 		flag string
@@ -119,39 +112,39 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	}{{"group-window", c.GroupWindow}, {"notify-max-age", c.NotifyMaxAge}, {"retention", c.Retention},
 		{"janitor-interval", c.JanitorInterval}, {"shutdown-timeout", c.ShutdownTimeout}} {
 		if d.v <= 0 {
-			bad(d.flag, fmt.Errorf("must be positive, got %s", d.v))
+			p.Bad(d.flag, fmt.Errorf("must be positive, got %s", d.v))
 		}
 	}
-	for p := range strings.SplitSeq(c.TrustedProxies, ",") {
-		if p = strings.TrimSpace(p); p == "" {
+	for cidr := range strings.SplitSeq(c.TrustedProxies, ",") {
+		if cidr = strings.TrimSpace(cidr); cidr == "" {
 			continue
 		}
-		pfx, err := netip.ParsePrefix(p)
+		pfx, err := netip.ParsePrefix(cidr)
 		if err != nil {
-			bad("trusted-proxies", fmt.Errorf("%q is not a CIDR", p))
+			p.Bad("trusted-proxies", fmt.Errorf("%q is not a CIDR", cidr))
 			continue
 		}
 		c.proxies = append(c.proxies, pfx.Masked())
 	}
 	switch {
 	case (c.TLSCert == "") != (c.TLSKey == ""):
-		bad("tls-cert", errors.New("give both the certificate and the key (ALERTER_TLS_KEY), or neither"))
+		p.Bad("tls-cert", errors.New("give both the certificate and the key (ALERTER_TLS_KEY), or neither"))
 	case c.TLSCert != "":
 		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
 		if err != nil {
-			bad("tls-cert", err)
+			p.Bad("tls-cert", err)
 		}
 		c.tls = &cert
 	}
 	if _, err := cli.Logger(io.Discard, c.LogLevel, c.LogFormat); err != nil {
-		errs = append(errs, err)
+		p.Add(err)
 	}
 	if c.ConfigFile == "" {
-		bad("config", errors.New("required: the file of reviewers, notifiers and routes"))
+		p.Bad("config", errors.New("required: the file of reviewers, notifiers and routes"))
 	} else if err := c.readFile(getenv); err != nil {
-		bad("config", err)
+		p.Bad("config", err)
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := p.Err(); err != nil {
 		return nil, err
 	}
 	return c, nil

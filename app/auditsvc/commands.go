@@ -28,12 +28,12 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	var errs []error
-	c.check(fs, &errs)
+	p := fs.Problems()
+	c.check(p)
 	if retention < 0 || retention > 1200 {
-		errs = append(errs, fmt.Errorf("%s: must be 0 (forever) to 1200, got %d", fs.Setting("retention-months"), retention))
+		p.Bad("retention-months", fmt.Errorf("must be 0 (forever) to 1200, got %d", retention))
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := p.Err(); err != nil {
 		return err
 	}
 	s, err := clickhouse.Open(clickhouse.Config{URL: c.ClickHouseURL, RetentionMonths: retention, Log: c.logger(stderr)})
@@ -70,18 +70,18 @@ func export(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	var errs []error
-	c.check(fs, &errs)
+	p := fs.Problems()
+	c.check(p)
 	if user == "" {
-		errs = append(errs, errors.New("-user: required"))
+		p.Bad("user", errors.New("required"))
 	}
 	if format != "json" && format != "csv" {
-		errs = append(errs, fmt.Errorf("-format: %q: want json or csv", format))
+		p.Bad("format", fmt.Errorf("%q: want json or csv", format))
 	}
 	if !from.IsZero() && !to.IsZero() && !to.After(from) {
-		errs = append(errs, errors.New("-to: must be after -from"))
+		p.Bad("to", errors.New("must be after -from"))
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := p.Err(); err != nil {
 		return err
 	}
 	s, err := c.openStore(c.logger(stderr))
@@ -143,21 +143,21 @@ func checkEndings(ctx context.Context, args []string, getenv func(string) string
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	var errs []error
-	c.check(fs, &errs)
+	p := fs.Problems()
+	c.check(p)
 	if abs <= 0 {
-		errs = append(errs, fmt.Errorf("%s: must be positive", fs.Setting("absolute-timeout")))
+		p.Bad("absolute-timeout", errors.New("must be positive"))
 	}
 	if grace < 0 {
-		errs = append(errs, fmt.Errorf("%s: must not be negative", fs.Setting("grace")))
+		p.Bad("grace", errors.New("must not be negative"))
 	}
 	if window <= abs+grace {
-		errs = append(errs, fmt.Errorf("%s: must exceed the absolute timeout and the grace (%s)", fs.Setting("window"), abs+grace))
+		p.Bad("window", fmt.Errorf("must exceed the absolute timeout and the grace (%s)", abs+grace))
 	}
 	if format != "text" && format != "json" {
-		errs = append(errs, fmt.Errorf("-format: %q: want text or json", format))
+		p.Bad("format", fmt.Errorf("%q: want text or json", format))
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := p.Err(); err != nil {
 		return err
 	}
 	s, err := c.openStore(c.logger(stderr))
@@ -212,18 +212,18 @@ func dumpEvents(ctx context.Context, args []string, getenv func(string) string, 
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	var errs []error
-	c.check(fs, &errs)
+	p := fs.Problems()
+	c.check(p)
 	if from.IsZero() {
-		errs = append(errs, errors.New("-from: required"))
+		p.Bad("from", errors.New("required"))
 	}
 	if to.IsZero() {
 		to = time.Now()
 	}
 	if !to.After(from) {
-		errs = append(errs, errors.New("-to: must be after -from"))
+		p.Bad("to", errors.New("must be after -from"))
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := p.Err(); err != nil {
 		return err
 	}
 	s, err := c.openStore(c.logger(stderr))

@@ -69,18 +69,16 @@ type common struct {
 func (c *common) register(fs *cli.FlagSet) {
 	fs.String(&c.ClickHouseURL, "clickhouse-url", "CLICKHOUSE_URL", clickhouse.DefaultURL,
 		"ClickHouse, native protocol: clickhouse://[user[:password]@]host:port/database[?dial_timeout=..&secure=true]")
-	fs.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
-	fs.String(&c.LogFormat, "log-format", "LOG_FORMAT", "json", "json or text")
+	fs.Logging(&c.LogLevel, &c.LogFormat)
 }
 
-// check adds the common settings' errors to errs.
-func (c *common) check(fs *cli.FlagSet, errs *[]error) {
+// check adds the common settings' problems to p.
+func (c *common) check(p *cli.Problems) {
 	if _, _, err := clickhouse.ParseURL(c.ClickHouseURL); err != nil {
-		*errs = append(*errs, fmt.Errorf("%s: %w", fs.Setting("clickhouse-url"), err))
+		p.Bad("clickhouse-url", err)
 	}
-	if _, err := cli.Logger(io.Discard, c.LogLevel, c.LogFormat); err != nil {
-		*errs = append(*errs, err)
-	}
+	_, err := cli.Logger(io.Discard, c.LogLevel, c.LogFormat)
+	p.Add(err)
 }
 
 func (c *common) logger(w io.Writer) *slog.Logger {

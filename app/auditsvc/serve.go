@@ -84,56 +84,51 @@ func ParseServeConfig(args []string, getenv func(string) string, out io.Writer) 
 	if err := parse(fs, args); err != nil {
 		return nil, err
 	}
-	var errs []error
-	bad := func(flag string, err error) { errs = append(errs, fmt.Errorf("%s: %w", fs.Setting(flag), err)) }
-	c.common.check(fs, &errs)
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		bad("listen", err)
-	}
-	if err := c.NATS.Check(); err != nil {
-		errs = append(errs, err)
-	}
+	p := fs.Problems()
+	c.common.check(p)
+	p.Listen("listen", c.Listen)
+	p.Add(c.NATS.Check())
 	if c.ConsumerPrefix == "" || strings.ContainsAny(c.ConsumerPrefix, ".*> \t") {
-		bad("consumer", fmt.Errorf("%q: want a name without spaces, dots or wildcards", c.ConsumerPrefix))
+		p.Bad("consumer", fmt.Errorf("%q: want a name without spaces, dots or wildcards", c.ConsumerPrefix))
 	}
 	if c.BatchSize < 1 || c.BatchSize > 1_000_000 {
-		bad("batch-size", fmt.Errorf("must be 1 to 1000000, got %d", c.BatchSize))
+		p.Bad("batch-size", fmt.Errorf("must be 1 to 1000000, got %d", c.BatchSize))
 	}
 	if c.BatchInterval <= 0 || c.BatchInterval > time.Minute {
-		bad("batch-interval", fmt.Errorf("must be positive and at most 1m, got %s", c.BatchInterval))
+		p.Bad("batch-interval", fmt.Errorf("must be positive and at most 1m, got %s", c.BatchInterval))
 	}
 	if c.AckWait < time.Second {
-		bad("ack-wait", fmt.Errorf("must be at least 1s, got %s", c.AckWait))
+		p.Bad("ack-wait", fmt.Errorf("must be at least 1s, got %s", c.AckWait))
 	} else if c.AckWait <= c.BatchInterval {
-		bad("ack-wait", fmt.Errorf("must exceed the batch interval (%s)", c.BatchInterval))
+		p.Bad("ack-wait", fmt.Errorf("must exceed the batch interval (%s)", c.BatchInterval))
 	}
 	if c.RetentionMonths < 0 || c.RetentionMonths > 1200 {
-		bad("retention-months", fmt.Errorf("must be 0 (forever) to 1200, got %d", c.RetentionMonths))
+		p.Bad("retention-months", fmt.Errorf("must be 0 (forever) to 1200, got %d", c.RetentionMonths))
 	}
 	if c.MaxFuture < 0 {
-		bad("max-future", errors.New("must not be negative"))
+		p.Bad("max-future", errors.New("must not be negative"))
 	}
 	if c.GeoIPReload < 0 {
-		bad("geoip-reload-interval", errors.New("must not be negative"))
+		p.Bad("geoip-reload-interval", errors.New("must not be negative"))
 	}
 	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
-		bad("stream-replicas", fmt.Errorf("must be 1 to 5, got %d", c.StreamReplicas))
+		p.Bad("stream-replicas", fmt.Errorf("must be 1 to 5, got %d", c.StreamReplicas))
 	}
 	if c.PendingInterval <= 0 {
-		bad("pending-interval", errors.New("must be positive"))
+		p.Bad("pending-interval", errors.New("must be positive"))
 	}
 	if c.ShutdownTimeout <= 0 {
-		bad("shutdown-timeout", errors.New("must be positive"))
+		p.Bad("shutdown-timeout", errors.New("must be positive"))
 	}
 	// The key: from the variable or the file, never both; only with
 	// pseudonymization on, which needs one.
 	switch {
 	case c.IPKey != "" && c.IPKeyFile != "":
-		bad("ip-key", fmt.Errorf("give the key or %s, not both", fs.Setting("ip-key-file")))
+		p.Bad("ip-key", fmt.Errorf("give the key or %s, not both", fs.Setting("ip-key-file")))
 	case c.IPKeyFile != "":
 		b, err := os.ReadFile(c.IPKeyFile)
 		if err != nil {
-			bad("ip-key-file", err)
+			p.Bad("ip-key-file", err)
 		}
 		c.key = []byte(strings.TrimSpace(string(b)))
 	case c.IPKey != "":
@@ -141,20 +136,20 @@ func ParseServeConfig(args []string, getenv func(string) string, out io.Writer) 
 	}
 	switch {
 	case c.PseudonymizeIPs && c.IPKey == "" && c.IPKeyFile == "":
-		bad("pseudonymize-ips", fmt.Errorf("needs a key: %s or %s", fs.Setting("ip-key"), fs.Setting("ip-key-file")))
+		p.Bad("pseudonymize-ips", fmt.Errorf("needs a key: %s or %s", fs.Setting("ip-key"), fs.Setting("ip-key-file")))
 	case !c.PseudonymizeIPs && (c.IPKey != "" || c.IPKeyFile != ""):
-		bad("ip-key", fmt.Errorf("a key is set but %s is off: addresses would be stored in clear", fs.Setting("pseudonymize-ips")))
+		p.Bad("ip-key", fmt.Errorf("a key is set but %s is off: addresses would be stored in clear", fs.Setting("pseudonymize-ips")))
 	case c.PseudonymizeIPs && len(c.key) < audit.MinIPKeyLen && (c.IPKey != "" || c.IPKeyFile != ""):
 		src := "ip-key"
 		if c.IPKeyFile != "" {
 			src = "ip-key-file"
 		}
-		bad(src, fmt.Errorf("the key is %d bytes, want at least %d", len(c.key), audit.MinIPKeyLen))
+		p.Bad(src, fmt.Errorf("the key is %d bytes, want at least %d", len(c.key), audit.MinIPKeyLen))
 	}
 	if c.GeoIPOverrides != "" && c.GeoIPCity == "" {
-		bad("geoip-overrides", fmt.Errorf("needs %s", fs.Setting("geoip-city")))
+		p.Bad("geoip-overrides", fmt.Errorf("needs %s", fs.Setting("geoip-city")))
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := p.Err(); err != nil {
 		return nil, err
 	}
 	return c, nil

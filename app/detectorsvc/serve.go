@@ -63,8 +63,7 @@ func parseRunConfig(args []string, getenv func(string) string, out io.Writer) (*
 	fs.Duration(&c.RulesReload, "rules-reload-interval", "RULES_RELOAD_INTERVAL", 30*time.Second, "how often to check the rules file for changes (0: only on SIGHUP)")
 	fs.Duration(&c.StreamMaxAge, "stream-max-age", "STREAM_MAX_AGE", eventbus.DefaultStreamOptions().MaxAge, "how long the ALERTS and DEADLETTER streams keep messages")
 	fs.Int(&c.Replicas, "stream-replicas", "STREAM_REPLICAS", 1, "replicas of the ALERTS and DEADLETTER streams")
-	fs.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
-	fs.String(&c.LogFormat, "log-format", "LOG_FORMAT", "json", "json or text")
+	fs.Logging(&c.LogLevel, &c.LogFormat)
 	c.geo.register(fs)
 	fs.Version()
 	if err := fs.Parse(args); err != nil {
@@ -73,29 +72,24 @@ func parseRunConfig(args []string, getenv func(string) string, out io.Writer) (*
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	var errs []error
-	bad := func(flag string, err error) { errs = append(errs, fmt.Errorf("%s: %w", fs.Setting(flag), err)) }
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		bad("listen", err)
-	}
-	if err := c.NATS.Check(); err != nil {
-		errs = append(errs, err)
-	}
+	p := fs.Problems()
+	p.Listen("listen", c.Listen)
+	p.Add(c.NATS.Check())
 	if c.SessionsvcURL != "" && c.APIKey == "" {
-		bad("sessionsvc-api-key", errors.New("required with "+fs.Setting("sessionsvc-url")))
+		p.Bad("sessionsvc-api-key", errors.New("required with "+fs.Setting("sessionsvc-url")))
 	}
 	if c.Groups < 1 || c.Groups > events.Partitions {
-		bad("groups", fmt.Errorf("must be 1 to %d, got %d", events.Partitions, c.Groups))
+		p.Bad("groups", fmt.Errorf("must be 1 to %d, got %d", events.Partitions, c.Groups))
 	} else if c.Group < 0 || c.Group >= c.Groups {
-		bad("group", fmt.Errorf("must be 0 to %d (groups-1), got %d", c.Groups-1, c.Group))
+		p.Bad("group", fmt.Errorf("must be 0 to %d (groups-1), got %d", c.Groups-1, c.Group))
 	}
 	if c.Warmup < 0 {
-		bad("warmup", errors.New("must not be negative"))
+		p.Bad("warmup", errors.New("must not be negative"))
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
-		bad("stream-replicas", fmt.Errorf("must be 1 to 5, got %d", c.Replicas))
+		p.Bad("stream-replicas", fmt.Errorf("must be 1 to 5, got %d", c.Replicas))
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := p.Err(); err != nil {
 		return nil, err
 	}
 	c.partitions, _ = detector.Partitions(c.Group, c.Groups)

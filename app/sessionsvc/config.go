@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strings"
 	"time"
@@ -64,8 +63,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	fs.Int(&c.EventBatch, "event-batch", "SESSIONSVC_EVENT_BATCH", eventbus.DefaultMaxBatch, "most events of one JetStream message: consecutive events of one subject share a message under load (1: one event a message)")
 	fs.Duration(&c.ShutdownTimeout, "shutdown-timeout", "SESSIONSVC_SHUTDOWN_TIMEOUT", 20*time.Second, "time to drain requests and flush the outbox on SIGTERM")
 	fs.String(&c.DebugAddr, "debug-addr", "SESSIONSVC_DEBUG_ADDR", "", "address of a pprof listener (off when empty; keep it private)")
-	fs.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
-	fs.String(&c.LogFormat, "log-format", "LOG_FORMAT", "json", "json or text")
+	fs.Logging(&c.LogLevel, &c.LogFormat)
 	fs.Version()
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -73,67 +71,61 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	var errs []error
-	bad := func(flag string, err error) { errs = append(errs, fmt.Errorf("%s: %w", fs.Setting(flag), err)) }
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		bad("listen", err)
-	}
+	p := fs.Problems()
+	p.Listen("listen", c.Listen)
 	if c.MetricsListen != "" {
-		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
-			bad("metrics-listen", err)
-		} else if c.MetricsListen == c.Listen && !strings.HasSuffix(c.Listen, ":0") {
-			bad("metrics-listen", fmt.Errorf("the API listens on %s: give another address, or none", c.Listen))
+		p.Listen("metrics-listen", c.MetricsListen)
+		if c.MetricsListen == c.Listen && !strings.HasSuffix(c.Listen, ":0") {
+			p.Bad("metrics-listen", fmt.Errorf("the API listens on %s: give another address, or none", c.Listen))
 		}
 	}
 	var err error
 	if c.Store != "redis" && c.Store != "memory" {
-		bad("store", fmt.Errorf("want redis or memory, got %q", c.Store))
+		p.Bad("store", fmt.Errorf("want redis or memory, got %q", c.Store))
 	}
 	if c.redis, err = redis.ParseURL(c.RedisURL); err != nil {
-		bad("redis-url", err)
+		p.Bad("redis-url", err)
 	}
-	if err := c.NATS.Check(); err != nil {
-		errs = append(errs, err)
-	}
+	p.Add(c.NATS.Check())
 	c.Policy.LimitMode = sessions.LimitMode(c.LimitMode)
 	if err := c.Policy.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("session policy: %w", err))
+		p.Add(fmt.Errorf("session policy: %w", err))
 	}
 	if c.Stream.Replicas < 1 || c.Stream.Replicas > 5 {
-		bad("stream-replicas", fmt.Errorf("must be 1 to 5, got %d", c.Stream.Replicas))
+		p.Bad("stream-replicas", fmt.Errorf("must be 1 to 5, got %d", c.Stream.Replicas))
 	}
 	if c.EventBatch < 1 || c.EventBatch > events.MaxBatchEvents {
-		bad("event-batch", fmt.Errorf("must be 1 to %d, got %d", events.MaxBatchEvents, c.EventBatch))
+		p.Bad("event-batch", fmt.Errorf("must be 1 to %d, got %d", events.MaxBatchEvents, c.EventBatch))
 	}
 	if c.ShutdownTimeout <= 0 {
-		bad("shutdown-timeout", errors.New("must be positive"))
+		p.Bad("shutdown-timeout", errors.New("must be positive"))
 	}
 	keys, err := httpapi.ParseAPIKeys(fs.Setting("api-keys"), c.APIKeys)
 	if err != nil {
-		errs = append(errs, err)
+		p.Add(err)
 	}
 	if c.APIKeysFile != "" {
 		f, err := os.Open(c.APIKeysFile)
 		if err != nil {
-			bad("api-keys-file", err)
+			p.Bad("api-keys-file", err)
 		} else {
 			more, err := httpapi.ReadAPIKeys(c.APIKeysFile, f)
 			f.Close()
 			if err != nil {
-				errs = append(errs, err)
+				p.Add(err)
 			}
 			keys = append(keys, more...)
 		}
 	}
-	if len(errs) == 0 {
+	if p.Err() == nil {
 		if c.keys, err = httpapi.NewKeys(keys); err != nil {
-			errs = append(errs, fmt.Errorf("%s / %s: %w", fs.Setting("api-keys"), fs.Setting("api-keys-file"), err))
+			p.Add(fmt.Errorf("%s / %s: %w", fs.Setting("api-keys"), fs.Setting("api-keys-file"), err))
 		}
 	}
 	if _, err := cli.Logger(io.Discard, c.LogLevel, c.LogFormat); err != nil {
-		errs = append(errs, err)
+		p.Add(err)
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := p.Err(); err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -60,38 +60,37 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	var errs []error
-	bad := func(flag string, err error) { errs = append(errs, fmt.Errorf("%s: %w", fs.Setting(flag), err)) }
+	p := fs.Problems()
 	if c.DataDir == "" {
-		bad("data-dir", errors.New("required"))
+		p.Bad("data-dir", errors.New("required"))
 	}
 	for _, f := range []struct{ flag, addr string }{{"nats-listen", c.NATSListen}, {"sessionsvc-listen", c.SessionsvcAddr},
 		{"detector-listen", c.DetectorAddr}, {"auditor-listen", c.AuditorAddr}, {"console-listen", c.ConsoleAddr}} {
 		if _, _, err := net.SplitHostPort(f.addr); err != nil {
-			bad(f.flag, err)
+			p.Bad(f.flag, err)
 		}
 	}
 	if c.ClickHouseURL != "" {
 		if _, _, err := clickhouse.ParseURL(c.ClickHouseURL); err != nil {
-			bad("clickhouse-url", err)
+			p.Bad("clickhouse-url", err)
 		}
 	}
 	if c.Users < 1 || c.Users > 100_000 {
-		bad("users", fmt.Errorf("must be 1 to 100000, got %d", c.Users))
+		p.Bad("users", fmt.Errorf("must be 1 to 100000, got %d", c.Users))
 	}
 	if c.Rate < 1 || c.Rate > 10_000 {
-		bad("rate", fmt.Errorf("must be 1 to 10000 actions/s, got %d", c.Rate))
+		p.Bad("rate", fmt.Errorf("must be 1 to 10000 actions/s, got %d", c.Rate))
 	}
 	if c.AttackEvery < time.Second {
-		bad("attack-every", fmt.Errorf("must be at least 1s, got %s", c.AttackEvery))
+		p.Bad("attack-every", fmt.Errorf("must be at least 1s, got %s", c.AttackEvery))
 	}
 	if c.Reviewer == "" {
-		bad("reviewer", errors.New("required"))
+		p.Bad("reviewer", errors.New("required"))
 	}
 	if _, err := cli.Logger(io.Discard, c.LogLevel, c.LogFormat); err != nil {
-		errs = append(errs, err)
+		p.Add(err)
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := p.Err(); err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"time"
 
@@ -112,6 +113,46 @@ func (f *FlagSet) Setting(name string) string {
 	}
 	return "-" + name
 }
+
+// Logging declares -log-level and -log-format (LOG_LEVEL, LOG_FORMAT), the
+// settings of Logger.
+func (f *FlagSet) Logging(level, format *string) {
+	f.String(level, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	f.String(format, "log-format", "LOG_FORMAT", "json", "json or text")
+}
+
+// Problems collects what is wrong with a command's settings, each problem
+// naming its setting, so that one run reports all of them.
+type Problems struct {
+	fs   *FlagSet
+	errs []error
+}
+
+// Problems returns an empty collection for the settings of f.
+func (f *FlagSet) Problems() *Problems { return &Problems{fs: f} }
+
+// Bad records that the setting of flag is wrong, and why.
+func (p *Problems) Bad(flag string, err error) {
+	p.errs = append(p.errs, fmt.Errorf("%s: %w", p.fs.Setting(flag), err))
+}
+
+// Add records an error that names its setting itself; nil is no problem.
+func (p *Problems) Add(err error) {
+	if err != nil {
+		p.errs = append(p.errs, err)
+	}
+}
+
+// Listen records a problem unless the setting of flag, addr, is a
+// host:port listen address.
+func (p *Problems) Listen(flag, addr string) {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		p.Bad(flag, err)
+	}
+}
+
+// Err returns the problems joined, one a line, or nil when there are none.
+func (p *Problems) Err() error { return errors.Join(p.errs...) }
 
 // Logger builds the process logger from -log-level and -log-format values.
 func Logger(w io.Writer, level, format string) (*slog.Logger, error) {

@@ -69,3 +69,32 @@ func TestVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestProblemsNameTheirSettings(t *testing.T) {
+	fs := New("app", func(string) string { return "" }, io.Discard)
+	var listen, other, level, format string
+	fs.String(&listen, "listen", "APP_LISTEN", "localhost", "")
+	fs.String(&other, "other", "", "", "")
+	fs.Logging(&level, &format)
+	if err := fs.Parse([]string{"-log-format", "text"}); err != nil {
+		t.Fatal(err)
+	}
+	if level != "info" || format != "text" || fs.Setting("log-level") != "LOG_LEVEL (-log-level)" {
+		t.Fatalf("level %q format %q setting %q", level, format, fs.Setting("log-level"))
+	}
+	p := fs.Problems()
+	if p.Err() != nil {
+		t.Fatal("no problems yet, got", p.Err())
+	}
+	p.Listen("listen", listen)
+	p.Listen("listen", "127.0.0.1:8080") // a good address adds nothing
+	p.Bad("other", errors.New("required"))
+	p.Add(nil)
+	p.Add(errors.New("NATS_URL (-nats-url): bad scheme"))
+	want := "APP_LISTEN (-listen): address localhost: missing port in address\n" +
+		"-other: required\n" +
+		"NATS_URL (-nats-url): bad scheme"
+	if got := p.Err(); got == nil || got.Error() != want {
+		t.Fatalf("got\n%v\nwant\n%s", got, want)
+	}
+}

@@ -29,7 +29,7 @@ func newStore(t testing.TB) (*redisstore.Store, *redis.Client, string) {
 }
 
 // outbox reads every event still in the store's outbox.
-func outbox(t *testing.T, st *redisstore.Store, rdb *redis.Client) []events.Event {
+func outbox(t *testing.T, st *redisstore.Store, rdb redis.Cmdable) []events.Event {
 	t.Helper()
 	var out []events.Event
 	for p := range events.Partitions {

@@ -378,8 +378,9 @@ func (r *Relay) step(ctx context.Context, parts []*partition, block time.Duratio
 // count each. On a single server it is one XREAD over all the streams,
 // blocking up to block while all are empty. A cluster keeps the streams in
 // different slots, which one command cannot span: there it is a pipeline
-// of XREADs, and a pause of up to block, in steps of Linger, while all are
-// empty.
+// of XREADs, repeated while all are empty for up to block, after pauses
+// that start at Linger and double up to maxPollPause, so that an idle
+// relay does not keep the masters busy.
 func (r *Relay) read(ctx context.Context, parts []*partition, count int64, block time.Duration) ([][]redis.XMessage, error) {
 	out := make([][]redis.XMessage, len(parts))
 	if !r.perStream {
@@ -404,6 +405,7 @@ func (r *Relay) read(ctx context.Context, parts []*partition, count int64, block
 		return out, nil
 	}
 	deadline := time.Now().Add(block)
+	pause := r.cfg.Linger
 	for {
 		pipe := r.rdb.Pipeline()
 		cmds := make([]*redis.XStreamSliceCmd, len(parts))
@@ -431,10 +433,16 @@ func (r *Relay) read(ctx context.Context, parts []*partition, count int64, block
 		select {
 		case <-ctx.Done():
 			return out, nil
-		case <-time.After(r.cfg.Linger):
+		case <-time.After(pause):
 		}
+		pause = min(2*pause, max(r.cfg.Linger, maxPollPause))
 	}
 }
+
+// maxPollPause bounds the pause between a cluster relay's reads of empty
+// outboxes: the most an event may wait after a quiet spell, for 16 XREADs
+// per 20 ms at rest instead of per Linger.
+const maxPollPause = 20 * time.Millisecond
 
 // nextID returns the smallest stream ID greater than id.
 func nextID(id string) (string, error) {

@@ -326,9 +326,16 @@ func hasSep(ss ...string) bool {
 	return false
 }
 
-// Ping implements sessions.Store.
+// Ping implements sessions.Store. On a cluster it pings every master: each
+// holds some of the partitions.
 func (s *Store) Ping(ctx context.Context) error {
-	if err := s.rdb.Ping(ctx).Err(); err != nil {
+	var err error
+	if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return m.Ping(ctx).Err() })
+	} else {
+		err = s.rdb.Ping(ctx).Err()
+	}
+	if err != nil {
 		return storeErr("ping", err)
 	}
 	return nil

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of sessionmon against real servers, starting the
 # ones that are not running:
-#   Redis       127.0.0.1:6379 (Debian's redis-server, installed if missing)
+#   Redis       127.0.0.1:6379 (Debian's redis-server, installed if missing;
+#               the Redis Cluster tests start three nodes of their own)
 #   ClickHouse  127.0.0.1:9000 (scripts/clickhouse.sh, from the npm registry)
 #   NATS        in-process in the tests (github.com/nats-io/nats-server/v2)
 #   Chromium    Debian's chromium, for the review console's browser tests
@@ -21,11 +22,13 @@ redis_up() {
 }
 
 ensure_redis() {
-  redis_up && return 0
+  # The binary even when a Redis already answers: the Redis Cluster tests
+  # start nodes of their own with it.
   if ! command -v redis-server >/dev/null; then
     log "installing redis-server"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
   fi
+  redis_up && return 0
   log "starting redis-server on 127.0.0.1:6379"
   mkdir -p /tmp/sessionmon-redis
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \

@@ -23,6 +23,7 @@ type Config struct {
 	MetricsListen   string
 	Store           string // redis or memory
 	RedisURL        string
+	RedisCluster    bool // RedisURL names a Redis Cluster
 	NATS            eventbus.ConnConfig
 	APIKeys         string
 	APIKeysFile     string
@@ -36,8 +37,9 @@ type Config struct {
 	LogFormat       string
 	DebugAddr       string
 
-	redis *redis.Options
-	keys  *httpapi.Keys
+	redis        *redis.Options        // one server
+	redisCluster *redis.ClusterOptions // or a cluster
+	keys         *httpapi.Keys
 }
 
 // ParseConfig reads flags and environment and validates everything before
@@ -49,6 +51,8 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	fs.String(&c.MetricsListen, "metrics-listen", "SESSIONSVC_METRICS_LISTEN", "", "listen address of /metrics on its own (empty: /metrics on the API listener)")
 	fs.String(&c.Store, "store", "SESSIONSVC_STORE", "redis", "session store: redis, or memory (one process, nothing survives a restart: demos and tests)")
 	fs.String(&c.RedisURL, "redis-url", "REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL")
+	fs.Bool(&c.RedisCluster, "redis-cluster", "SESSIONSVC_REDIS_CLUSTER", false,
+		"the Redis URL names a Redis Cluster: a node as its host, more as addr parameters (redis://host1:6379?addr=host2:6379)")
 	c.NATS.RegisterFlags(fs)
 	fs.String(&c.APIKeys, "api-keys", "SESSIONSVC_API_KEYS", "", "API keys, comma-separated name:role:secret (role app or admin)")
 	fs.String(&c.APIKeysFile, "api-keys-file", "SESSIONSVC_API_KEYS_FILE", "", "file of API keys, one name:role:secret a line")
@@ -83,7 +87,11 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	if c.Store != "redis" && c.Store != "memory" {
 		p.Bad("store", fmt.Errorf("want redis or memory, got %q", c.Store))
 	}
-	if c.redis, err = redis.ParseURL(c.RedisURL); err != nil {
+	if c.RedisCluster {
+		if c.redisCluster, err = redis.ParseClusterURL(c.RedisURL); err != nil {
+			p.Bad("redis-url", err)
+		}
+	} else if c.redis, err = redis.ParseURL(c.RedisURL); err != nil {
 		p.Bad("redis-url", err)
 	}
 	p.Add(c.NATS.Check())
@@ -129,4 +137,30 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 		return nil, err
 	}
 	return c, nil
+}
+
+// redisClients returns the store's client and the relay's, of one server
+// or of a cluster. The relay has a pool of its own, so that its blocking
+// reads never wait behind validations, nor these behind them.
+func (c *Config) redisClients() (store, relay redis.UniversalClient) {
+	// RESP2: the service uses no RESP3 features, and go-redis checks for
+	// RESP3 push notifications around every command (measured: ~4% of the
+	// service's CPU under load).
+	const protocol = 2
+	if c.redisCluster != nil {
+		o, r := *c.redisCluster, *c.redisCluster
+		o.PoolSize = max(o.PoolSize, 128) // per node
+		r.PoolSize = events.Partitions + 4
+		if o.Protocol == 0 {
+			o.Protocol, r.Protocol = protocol, protocol
+		}
+		return redis.NewClusterClient(&o), redis.NewClusterClient(&r)
+	}
+	o, r := *c.redis, *c.redis
+	o.PoolSize = max(o.PoolSize, 128)
+	r.PoolSize = events.Partitions + 4
+	if o.Protocol == 0 {
+		o.Protocol, r.Protocol = protocol, protocol
+	}
+	return redis.NewClient(&o), redis.NewClient(&r)
 }

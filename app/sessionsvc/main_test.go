@@ -178,6 +178,62 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
+// With -redis-cluster the service runs on a real Redis Cluster of three
+// masters: users of every partition (their keys spread over the masters)
+// log in, validate and log out, readiness pings every master, and every
+// event reaches JetStream.
+func TestRedisCluster(t *testing.T) {
+	cc := testenv.RedisCluster(t)
+	addrs := cc.Options().Addrs
+	url := "redis://" + addrs[0] + "?addr=" + strings.Join(addrs[1:], "&addr=")
+	ns, nc := testenv.NATS(t)
+	s := start(t, ns.ClientURL(), "sm", "-redis-cluster", "-redis-url", url)
+
+	const users = 32 // every partition, most of them twice
+	for i := range users {
+		tok := s.login(t, fmt.Sprintf("user-%d", i))
+		if code := s.validate(t, tok); code != 200 {
+			t.Fatalf("user-%d: validate: %d", i, code)
+		}
+		if code, out := s.call(t, "POST", "/v1/sessions/logout", appKey, map[string]any{"token": tok}); code != 204 {
+			t.Fatalf("user-%d: logout: %d %v", i, code, out)
+		}
+		if code := s.validate(t, tok); code != 401 {
+			t.Fatalf("user-%d: validate after logout: %d", i, code)
+		}
+	}
+	code, out := s.call(t, "GET", "/readyz", "", nil)
+	if code != 200 || out["redis"] != "ok" {
+		t.Fatalf("readyz: %d %v", code, out)
+	}
+	waitStream(t, nc, 4*users)
+	partitions := map[int]bool{}
+	perUser := map[string][]events.Type{}
+	for _, e := range streamEvents(t, nc) {
+		partitions[events.PartitionOf(e.Data.UserID)] = true
+		perUser[e.Data.UserID] = append(perUser[e.Data.UserID], e.Type)
+	}
+	if len(partitions) != events.Partitions || len(perUser) != users {
+		t.Fatalf("events of %d partitions and %d users, want %d and %d", len(partitions), len(perUser), events.Partitions, users)
+	}
+	for u, types := range perUser {
+		if fmt.Sprint(types) != "[session.created session.accessed session.terminated session.rejected]" {
+			t.Fatalf("%s: events %v", u, types)
+		}
+	}
+	// Every master holds sessions: the partitions are spread over them.
+	err := cc.ForEachMaster(context.Background(), func(ctx context.Context, m *redis.Client) error {
+		keys, err := m.Keys(ctx, "sm:{*}:s:*").Result()
+		if err == nil && len(keys) == 0 {
+			err = fmt.Errorf("master %s holds no session", m.Options().Addr)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Stop NATS, keep serving, start NATS again: every event arrives, once.
 func TestNoEventLostWhileNATSIsDown(t *testing.T) {
 	rdb := testenv.Redis(t)
@@ -290,6 +346,9 @@ func TestBadConfig(t *testing.T) {
 		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "NATS_URL": "http://nats:4222"}, nil, `NATS_URL (-nats-url): scheme "http"`},
 		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "SESSIONSVC_EVENT_BATCH": "0"}, nil, "SESSIONSVC_EVENT_BATCH (-event-batch): must be 1 to 4096, got 0"},
 		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "SESSIONSVC_METRICS_LISTEN": "nohost"}, nil, "SESSIONSVC_METRICS_LISTEN (-metrics-listen)"},
+		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "SESSIONSVC_REDIS_CLUSTER": "true", "REDIS_URL": "redis://10.0.0.1:6379?addr=10.0.0.2:6379&pool=9"}, nil,
+			"REDIS_URL (-redis-url): redis: unexpected option: pool"},
+		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "SESSIONSVC_REDIS_CLUSTER": "maybe"}, nil, `SESSIONSVC_REDIS_CLUSTER: invalid value "maybe"`},
 		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "SESSIONSVC_METRICS_LISTEN": "127.0.0.1:8080"}, nil, "SESSIONSVC_METRICS_LISTEN (-metrics-listen): the API listens on 127.0.0.1:8080"},
 	}
 	for _, c := range cases {

@@ -18,11 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sessionmon/sessionmon/eventbus"
-	"github.com/sessionmon/sessionmon/events"
 	"github.com/sessionmon/sessionmon/httpapi"
 	"github.com/sessionmon/sessionmon/internal/buildinfo"
 	"github.com/sessionmon/sessionmon/internal/cli"
@@ -70,18 +68,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		log.Warn("sessions are kept in this process's memory: nothing survives a restart (-store memory)")
 	default:
-		cfg.redis.PoolSize = max(cfg.redis.PoolSize, 128)
-		// RESP2: the service uses no RESP3 features, and go-redis checks
-		// for RESP3 push notifications around every command (measured:
-		// ~4% of the service's CPU under load).
-		if cfg.redis.Protocol == 0 {
-			cfg.redis.Protocol = 2
-		}
-		rdb := redis.NewClient(cfg.redis)
+		rdb, relayRDB := cfg.redisClients()
 		defer rdb.Close()
-		relayOpts := *cfg.redis
-		relayOpts.PoolSize = events.Partitions + 4
-		relayRDB := redis.NewClient(&relayOpts)
 		defer relayRDB.Close()
 		rs, err := redisstore.New(rdb, redisstore.Options{Prefix: cfg.KeyPrefix})
 		if err != nil {

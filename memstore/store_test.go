@@ -25,29 +25,13 @@ func newStore(t testing.TB, o memstore.Options) *memstore.Store {
 	return st
 }
 
-// sweepAll sweeps every partition, in batches of 3 as redisstore's
-// contract run does, so that the batching is exercised.
-func sweepAll(st *memstore.Store) func(ctx context.Context, now time.Time) (int, error) {
-	return func(ctx context.Context, now time.Time) (int, error) {
-		total := 0
-		for p := range events.Partitions {
-			n, err := st.Sweep(ctx, p, now, 3)
-			if err != nil {
-				return total, err
-			}
-			total += n
-		}
-		return total, nil
-	}
-}
-
 func TestContract(t *testing.T) {
 	sessionstest.Run(t, func(t *testing.T) sessionstest.Harness {
 		st := newStore(t, memstore.Options{})
 		return sessionstest.Harness{
 			Store:  st,
 			Events: func(t *testing.T) []events.Event { return st.Pending() },
-			Sweep:  sweepAll(st),
+			Sweep:  sessionstest.SweepAll(st),
 		}
 	})
 }
@@ -214,7 +198,7 @@ func TestSweepForgetsTombstones(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sweep := sweepAll(st)
+	sweep := sessionstest.SweepAll(st)
 	a, err := svc.Create(ctx, shop, sessions.CreateRequest{UserID: "alice", IP: "192.0.2.1"})
 	if err != nil {
 		t.Fatal(err)

@@ -38,21 +38,7 @@ func TestCluster(t *testing.T) {
 	t.Run("Contract", func(t *testing.T) {
 		sessionstest.Run(t, func(t *testing.T) sessionstest.Harness {
 			st, _ := clusterStore(t, rdb)
-			return sessionstest.Harness{
-				Store:  st,
-				Events: func(t *testing.T) []events.Event { return outbox(t, st, rdb) },
-				Sweep: func(ctx context.Context, now time.Time) (int, error) {
-					total := 0
-					for p := range events.Partitions {
-						n, err := st.Sweep(ctx, p, now, 3)
-						if err != nil {
-							return total, err
-						}
-						total += n
-					}
-					return total, nil
-				},
-			}
+			return harness(st, rdb)
 		})
 	})
 	t.Run("Relay", func(t *testing.T) { testClusterRelay(t, rdb) })

@@ -17,6 +17,28 @@ import (
 	"github.com/sessionmon/sessionmon/sessions"
 )
 
+// PartitionSweeper is a store that ends timed-out sessions one partition
+// at a time, in batches of at most limit.
+type PartitionSweeper interface {
+	Sweep(ctx context.Context, partition int, now time.Time, limit int) (int, error)
+}
+
+// SweepAll is a Harness.Sweep for st: every partition, in batches of 3, so
+// that the batching is exercised too.
+func SweepAll(st PartitionSweeper) func(ctx context.Context, now time.Time) (int, error) {
+	return func(ctx context.Context, now time.Time) (int, error) {
+		total := 0
+		for p := range events.Partitions {
+			n, err := st.Sweep(ctx, p, now, 3)
+			total += n
+			if err != nil {
+				return total, err
+			}
+		}
+		return total, nil
+	}
+}
+
 // Harness is one store under test.
 type Harness struct {
 	Store sessions.Store

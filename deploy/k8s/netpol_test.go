@@ -204,7 +204,10 @@ func TestNetworkPolicies(t *testing.T) {
 			{auditor, sessionsvc, 8080, false},
 			{strayPod, sessionsvc, 8080, false},
 			{foreignPod, sessionsvc, 8080, false},
-			{prometheus, sessionsvc, 8080, true},
+			{prometheus, sessionsvc, 8080, false},
+			{prometheus, sessionsvc, 9090, true},
+			{clientPod, sessionsvc, 9090, false},
+			{detector, sessionsvc, 9090, false},
 			// The others: Prometheus, and the console through the ingress.
 			{prometheus, detector, 8081, true},
 			{prometheus, auditor, 8082, true},

@@ -163,7 +163,13 @@ func TestProbes(t *testing.T) {
 				env := containerEnv(t, r, c)
 				listen := ""
 				for name, v := range env {
-					if strings.HasSuffix(name, "_LISTEN") {
+					switch {
+					case strings.HasSuffix(name, "_METRICS_LISTEN"):
+						// /metrics on a port of its own: reachable too.
+						if !strings.HasPrefix(v.Value, "0.0.0.0:") {
+							t.Errorf("%s: %s is %q, want 0.0.0.0:<port> (the programs default to 127.0.0.1)", where, name, v.Value)
+						}
+					case strings.HasSuffix(name, "_LISTEN"):
 						listen = v.Value
 					}
 				}

@@ -440,8 +440,10 @@ func (r *Relay) read(ctx context.Context, parts []*partition, count int64, block
 }
 
 // maxPollPause bounds the pause between a cluster relay's reads of empty
-// outboxes: the most an event may wait after a quiet spell, for 16 XREADs
-// per 20 ms at rest instead of per Linger.
+// outboxes: the most an event may wait after a quiet spell. At rest a
+// read's pauses go 2, 4, 8, 16, 20, 20 ms... for up to its block time, and
+// the next read starts again at Linger: about 1,000 XREADs a second over
+// the 16 outboxes, against 6,300 with a pause of Linger alone.
 const maxPollPause = 20 * time.Millisecond
 
 // nextID returns the smallest stream ID greater than id.

@@ -89,7 +89,8 @@ js_msgs() { curl -fsS "http://127.0.0.1:$MON_PORT/jsz" | tr ',' '\n' | awk -F: '
 cpu_ticks() { awk '{print $14 + $15}' "/proc/${1:-$svc}/stat"; }
 # The whole machine's busy and idle ticks (all CPUs), from /proc/stat.
 machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $5 + $6}' /proc/stat; }
-redis_pid=$(pgrep -o redis-server || true)
+# The Redis on 6379 by its own word: tests may run other redis-servers.
+redis_pid=$(redis-cli -p 6379 info server | awk -F: '/^process_id:/ {print $2 + 0}')
 nats_pid=${pids[0]}
 
 # Warm up, then measure.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -77,11 +78,9 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	}
 	p := fs.Problems()
 	p.Listen("listen", c.Listen)
-	if c.MetricsListen != "" {
-		p.Listen("metrics-listen", c.MetricsListen)
-		if c.MetricsListen == c.Listen && !strings.HasSuffix(c.Listen, ":0") {
-			p.Bad("metrics-listen", fmt.Errorf("the API listens on %s: give another address, or none", c.Listen))
-		}
+	if c.MetricsListen != "" && p.Listen("metrics-listen", c.MetricsListen) &&
+		c.MetricsListen == c.Listen && !strings.HasSuffix(c.Listen, ":0") {
+		p.Bad("metrics-listen", fmt.Errorf("the API listens on %s: give another address, or none", c.Listen))
 	}
 	var err error
 	if c.Store != "redis" && c.Store != "memory" {
@@ -89,10 +88,14 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	}
 	if c.RedisCluster {
 		if c.redisCluster, err = redis.ParseClusterURL(c.RedisURL); err != nil {
-			p.Bad("redis-url", err)
+			p.Bad("redis-url", redisURLError(err))
+		} else if u, _ := url.Parse(c.RedisURL); u.Path != "" && u.Path != "/" && u.Path != "/0" {
+			// ParseClusterURL ignores a database number: refuse it rather
+			// than share database 0 with whatever uses it.
+			p.Bad("redis-url", fmt.Errorf("database %s: a Redis Cluster has database 0 only", strings.TrimPrefix(u.Path, "/")))
 		}
 	} else if c.redis, err = redis.ParseURL(c.RedisURL); err != nil {
-		p.Bad("redis-url", err)
+		p.Bad("redis-url", redisURLError(err))
 	}
 	p.Add(c.NATS.Check())
 	c.Policy.LimitMode = sessions.LimitMode(c.LimitMode)
@@ -163,4 +166,13 @@ func (c *Config) redisClients() (store, relay redis.UniversalClient) {
 		o.Protocol, r.Protocol = protocol, protocol
 	}
 	return redis.NewClient(&o), redis.NewClient(&r)
+}
+
+// redisURLError is err of parsing REDIS_URL without the URL itself, which
+// net/url quotes whole, password included.
+func redisURLError(err error) error {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		return fmt.Errorf("not a valid URL: %w", ue.Err)
+	}
+	return err
 }

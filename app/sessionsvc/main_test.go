@@ -349,13 +349,26 @@ func TestBadConfig(t *testing.T) {
 		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "SESSIONSVC_REDIS_CLUSTER": "true", "REDIS_URL": "redis://10.0.0.1:6379?addr=10.0.0.2:6379&pool=9"}, nil,
 			"REDIS_URL (-redis-url): redis: unexpected option: pool"},
 		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "SESSIONSVC_REDIS_CLUSTER": "maybe"}, nil, `SESSIONSVC_REDIS_CLUSTER: invalid value "maybe"`},
+		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "SESSIONSVC_REDIS_CLUSTER": "true", "REDIS_URL": "redis://10.0.0.1:6379/2"}, nil,
+			"REDIS_URL (-redis-url): database 2: a Redis Cluster has database 0 only"},
+		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "REDIS_URL": "redis://app:s3cret-pass@redis:63 79/0"}, nil,
+			`REDIS_URL (-redis-url): not a valid URL: invalid port ":63 79" after host`},
 		{map[string]string{"SESSIONSVC_API_KEYS": appKey, "SESSIONSVC_METRICS_LISTEN": "127.0.0.1:8080"}, nil, "SESSIONSVC_METRICS_LISTEN (-metrics-listen): the API listens on 127.0.0.1:8080"},
 	}
 	for _, c := range cases {
 		err := Run(context.Background(), c.args, func(k string) string { return c.env[k] }, io.Discard, nil)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("env %v args %v: got %v, want error containing %q", c.env, c.args, err, c.want)
+		} else if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("env %v: the error shows the Redis password: %v", c.env, err)
 		}
+	}
+	// A bad listen address shared by the API and the metrics is one
+	// problem of each, not also a clash.
+	err := Run(context.Background(), []string{"-listen", "nohost", "-metrics-listen", "nohost"},
+		func(k string) string { return map[string]string{"SESSIONSVC_API_KEYS": appKey}[k] }, io.Discard, nil)
+	if err == nil || strings.Contains(err.Error(), "the API listens on") || strings.Count(err.Error(), "missing port") != 2 {
+		t.Errorf("-listen and -metrics-listen nohost: %v", err)
 	}
 	// -version prints the build and exits without error, before checking
 	// the rest.

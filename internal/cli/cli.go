@@ -144,11 +144,13 @@ func (p *Problems) Add(err error) {
 }
 
 // Listen records a problem unless the setting of flag, addr, is a
-// host:port listen address.
-func (p *Problems) Listen(flag, addr string) {
+// host:port listen address, and reports whether it is.
+func (p *Problems) Listen(flag, addr string) bool {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		p.Bad(flag, err)
+		return false
 	}
+	return true
 }
 
 // Err returns the problems joined, one a line, or nil when there are none.

@@ -98,6 +98,7 @@ func RedisCluster(t testing.TB) *redis.ClusterClient {
 			"--save", "", "--appendonly", "no", "--dir", n.dir, "--logfile", n.log())
 		var out bytes.Buffer // what it says before the log file is open
 		n.cmd.Stdout, n.cmd.Stderr = &out, &out
+		dieWithTest(n.cmd)
 		if err := n.cmd.Start(); err != nil {
 			t.Fatalf("start redis-server: %v", err)
 		}

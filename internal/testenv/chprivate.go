@@ -52,6 +52,7 @@ func PrivateClickHouse(t testing.TB) (string, driver.Conn) {
 			cmd := exec.CommandContext(ctx, bin, "-lib", libs[len(libs)-1], "-path", data+"/", "-listen", "127.0.0.1",
 				"-tcp-port", fmt.Sprint(tcp), "-http-port", fmt.Sprint(http))
 			cmd.Stdout, cmd.Stderr = nil, nil
+			dieWithTest(cmd)
 			err := cmd.Run()
 			if ctx.Err() == nil {
 				t.Logf("private ClickHouse exited (%v); restarting it", err)

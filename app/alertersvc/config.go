@@ -136,9 +136,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 		}
 		c.tls = &cert
 	}
-	if _, err := cli.Logger(io.Discard, c.LogLevel, c.LogFormat); err != nil {
-		p.Add(err)
-	}
+	p.Logging(c.LogLevel, c.LogFormat)
 	if c.ConfigFile == "" {
 		p.Bad("config", errors.New("required: the file of reviewers, notifiers and routes"))
 	} else if err := c.readFile(getenv); err != nil {

@@ -77,8 +77,7 @@ func (c *common) check(p *cli.Problems) {
 	if _, _, err := clickhouse.ParseURL(c.ClickHouseURL); err != nil {
 		p.Bad("clickhouse-url", err)
 	}
-	_, err := cli.Logger(io.Discard, c.LogLevel, c.LogFormat)
-	p.Add(err)
+	p.Logging(c.LogLevel, c.LogFormat)
 }
 
 func (c *common) logger(w io.Writer) *slog.Logger {

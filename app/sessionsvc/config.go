@@ -112,9 +112,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 		p.Bad("shutdown-timeout", errors.New("must be positive"))
 	}
 	keys, err := httpapi.ParseAPIKeys(fs.Setting("api-keys"), c.APIKeys)
-	if err != nil {
-		p.Add(err)
-	}
+	p.Add(err)
 	if c.APIKeysFile != "" {
 		f, err := os.Open(c.APIKeysFile)
 		if err != nil {
@@ -122,9 +120,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 		} else {
 			more, err := httpapi.ReadAPIKeys(c.APIKeysFile, f)
 			f.Close()
-			if err != nil {
-				p.Add(err)
-			}
+			p.Add(err)
 			keys = append(keys, more...)
 		}
 	}
@@ -133,9 +129,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 			p.Add(fmt.Errorf("%s / %s: %w", fs.Setting("api-keys"), fs.Setting("api-keys-file"), err))
 		}
 	}
-	if _, err := cli.Logger(io.Discard, c.LogLevel, c.LogFormat); err != nil {
-		p.Add(err)
-	}
+	p.Logging(c.LogLevel, c.LogFormat)
 	if err := p.Err(); err != nil {
 		return nil, err
 	}

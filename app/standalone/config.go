@@ -87,9 +87,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	if c.Reviewer == "" {
 		p.Bad("reviewer", errors.New("required"))
 	}
-	if _, err := cli.Logger(io.Discard, c.LogLevel, c.LogFormat); err != nil {
-		p.Add(err)
-	}
+	p.Logging(c.LogLevel, c.LogFormat)
 	if err := p.Err(); err != nil {
 		return nil, err
 	}

@@ -153,6 +153,13 @@ func (p *Problems) Listen(flag, addr string) bool {
 	return true
 }
 
+// Logging records a problem unless level and format (the values of the
+// flags Logging declares) make a Logger.
+func (p *Problems) Logging(level, format string) {
+	_, err := Logger(io.Discard, level, format)
+	p.Add(err)
+}
+
 // Err returns the problems joined, one a line, or nil when there are none.
 func (p *Problems) Err() error { return errors.Join(p.errs...) }
 

@@ -91,9 +91,12 @@ func TestProblemsNameTheirSettings(t *testing.T) {
 	p.Bad("other", errors.New("required"))
 	p.Add(nil)
 	p.Add(errors.New("NATS_URL (-nats-url): bad scheme"))
+	p.Logging(level, format) // good values add nothing
+	p.Logging("loud", "json")
 	want := "APP_LISTEN (-listen): address localhost: missing port in address\n" +
 		"-other: required\n" +
-		"NATS_URL (-nats-url): bad scheme"
+		"NATS_URL (-nats-url): bad scheme\n" +
+		`log level "loud": want debug, info, warn or error`
 	if got := p.Err(); got == nil || got.Error() != want {
 		t.Fatalf("got\n%v\nwant\n%s", got, want)
 	}
